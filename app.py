@@ -1,0 +1,155 @@
+"""Routes, the token authorizer and the decline worker: wiring only."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chalice import AuthResponse, Chalice, Response
+
+from chalicelib import bootstrap
+from chalicelib import http as web
+from chalicelib.auth import InvalidToken, caller_from_context, caller_to_context
+from chalicelib.observability import PowertoolsMetrics, append_keys, flush_metrics, logger, start_invocation
+from chalicelib.worker import handle_decline_batch
+
+app = Chalice(app_name="babysitting-booking", configure_logs=False)
+
+# Decorators run at import: `chalice deploy --stage S` imports this module with the
+# stage's environment variables set, so the subscription follows the stage.
+DECLINES_QUEUE_NAME = os.environ.get("DECLINES_QUEUE_NAME", "booking-declines")
+DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
+
+
+@app.authorizer(ttl_seconds=300)
+def token_authorizer(auth_request: Any) -> AuthResponse:
+    try:
+        caller = bootstrap.verifier().verify(auth_request.token)
+    except InvalidToken as exc:
+        logger.info("token rejected", extra={"reason": str(exc)})
+        return AuthResponse(routes=[], principal_id="anonymous")
+    return AuthResponse(routes=["*"], principal_id=caller.username, context=caller_to_context(caller))
+
+
+@app.middleware("http")
+def http_edge(event: Any, get_response: Any) -> Response:
+    start_invocation(event.context.get("requestId"))
+    try:
+        return web.normalize_framework_errors(get_response(event))
+    finally:
+        flush_metrics()
+
+
+def _caller() -> Any:
+    return web.require_caller(app.current_request.context, caller_from_context)
+
+
+def _body() -> dict[str, Any]:
+    return web.json_body(app.current_request.raw_body)
+
+
+def _page_request(scope: str) -> tuple[int, dict | None]:
+    limit, token = web.query_params(app.current_request.query_params)
+    return limit, bootstrap.page_tokens().decode(scope, token)
+
+
+def _page_response(scope: str, page: Any, render: Any) -> dict[str, Any]:
+    return web.page_json(page, render, bootstrap.page_tokens().encode(scope, page.cursor))
+
+
+@app.route("/jobs", methods=["POST"], authorizer=token_authorizer)
+@web.json_view
+def create_job() -> Response:
+    caller = _caller()
+    job = bootstrap.service().create_job(caller, web.new_job(_body()))
+    append_keys(jobId=job.job_id)
+    return web.created(web.job_json(job))
+
+
+@app.route("/jobs", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def list_open_jobs() -> dict[str, Any]:
+    _caller()
+    limit, cursor = _page_request("jobs:open")
+    page = bootstrap.service().list_open_jobs(limit, cursor)
+    return _page_response("jobs:open", page, web.job_json)
+
+
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def get_job(job_id: str) -> dict[str, Any]:
+    _caller()
+    web.query_params(app.current_request.query_params, allowed=set())
+    return web.job_json(bootstrap.service().get_job(web.path_id(job_id, "jobId")))
+
+
+@app.route("/jobs/{job_id}/applications", methods=["POST"], authorizer=token_authorizer)
+@web.json_view
+def apply(job_id: str) -> Response:
+    caller = _caller()
+    job_id = web.path_id(job_id, "jobId")
+    append_keys(jobId=job_id)
+    application = bootstrap.service().apply(caller, job_id, web.application_message(_body()))
+    append_keys(applicationId=application.application_id)
+    return web.created(web.application_json(application))
+
+
+@app.route("/jobs/{job_id}/applications", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def list_applications(job_id: str) -> dict[str, Any]:
+    caller = _caller()
+    job_id = web.path_id(job_id, "jobId")
+    scope = f"jobs:{job_id}:applications"
+    limit, cursor = _page_request(scope)
+    page = bootstrap.service().list_applications(caller, job_id, limit, cursor)
+    return _page_response(scope, page, web.application_json)
+
+
+@app.route("/jobs/{job_id}/book", methods=["POST"], authorizer=token_authorizer)
+@web.json_view
+def book(job_id: str) -> dict[str, Any]:
+    caller = _caller()
+    job_id = web.path_id(job_id, "jobId")
+    application_id = web.booking_request(_body())
+    append_keys(jobId=job_id, applicationId=application_id)
+    result = bootstrap.service().book(caller, job_id, application_id)
+    return {
+        "job": web.job_json(result.job),
+        "acceptedApplicationId": result.accepted_application_id,
+        "declinesQueued": result.declines_queued,
+    }
+
+
+@app.route("/me/jobs", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def my_jobs() -> dict[str, Any]:
+    caller = _caller()
+    scope = f"me:{caller.username}:jobs"
+    limit, cursor = _page_request(scope)
+    return _page_response(scope, bootstrap.service().list_my_jobs(caller, limit, cursor), web.job_json)
+
+
+@app.route("/me/applications", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def my_applications() -> dict[str, Any]:
+    caller = _caller()
+    scope = f"me:{caller.username}:applications"
+    limit, cursor = _page_request(scope)
+    page = bootstrap.service().list_my_applications(caller, limit, cursor)
+    return _page_response(scope, page, web.application_json)
+
+
+@app.on_sqs_message(queue=DECLINES_QUEUE_NAME, batch_size=10, maximum_concurrency=DECLINES_MAX_CONCURRENCY)
+def decline_worker(event: Any) -> dict[str, Any]:
+    context = event.context
+    start_invocation(getattr(context, "aws_request_id", None))
+    try:
+        return handle_decline_batch(
+            event.to_dict(),
+            context,
+            bootstrap.service(),
+            partial_responses=bootstrap.partial_batch_responses(),
+            metrics=PowertoolsMetrics(),
+        )
+    finally:
+        flush_metrics()

@@ -1,0 +1,203 @@
+"""Use cases: post a job, apply, book a nanny, decline the others.
+
+The service talks to its storage and queue through the small protocols below;
+``bootstrap.py`` wires in DynamoDB and SQS, tests may wire in fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from chalicelib.domain import (
+    Application,
+    ApplicationStatus,
+    BookingResult,
+    Caller,
+    DeclineOutcome,
+    DeclinesNotQueued,
+    EnqueueReport,
+    Forbidden,
+    Job,
+    JobNotFound,
+    JobNotOpen,
+    JobStatus,
+    NewJob,
+    Page,
+    Role,
+    format_time,
+    new_id,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    def put_job(self, job: Job) -> None: ...
+    def get_job(self, job_id: str) -> Job | None: ...
+    def get_job_of_owner(self, owner: str, job_id: str) -> Job | None: ...
+    def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]: ...
+    def list_jobs_of_owner(self, owner: str, limit: int, cursor: dict | None) -> Page[Job]: ...
+    def add_application(self, job: Job, app: Application) -> None: ...
+    def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]: ...
+    def list_applications_of_applicant(self, user: str, limit: int, cursor: dict | None) -> Page[Application]: ...
+    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None: ...
+    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]: ...
+    def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome: ...
+
+
+class DeclinePublisher(Protocol):
+    def publish(self, job_id: str, application_ids: Sequence[str]) -> EnqueueReport: ...
+
+
+class Metrics(Protocol):
+    def count(self, name: str, value: int = 1) -> None: ...
+
+
+class _NoMetrics:
+    def count(self, name: str, value: int = 1) -> None:
+        return None
+
+
+class BookingService:
+    def __init__(
+        self,
+        store: Store,
+        publisher: DeclinePublisher,
+        *,
+        clock: Callable[[], str] = lambda: format_time(utc_now()),
+        ids: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._now = clock
+        self._new_id = ids
+        self._metrics = metrics or _NoMetrics()
+
+    # ----------------------------------------------------------------- jobs
+
+    def create_job(self, caller: Caller, new: NewJob) -> Job:
+        _require(caller, Role.PARENT, "Only parents can post jobs.")
+        job = Job(
+            job_id=self._new_id(),
+            owner=caller.username,
+            status=JobStatus.OPEN,
+            title=new.title,
+            starts_at=new.starts_at,
+            ends_at=new.ends_at,
+            created_at=self._now(),
+            description=new.description,
+            hourly_rate=new.hourly_rate,
+            location=new.location,
+        )
+        self._store.put_job(job)
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        job = self._store.get_job(job_id)
+        if job is None:
+            raise JobNotFound("Job not found.")
+        return job
+
+    def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]:
+        return self._store.list_open_jobs(limit, cursor)
+
+    def list_my_jobs(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Job]:
+        return self._store.list_jobs_of_owner(caller.username, limit, cursor)
+
+    # --------------------------------------------------------- applications
+
+    def apply(self, caller: Caller, job_id: str, message: str | None) -> Application:
+        _require(caller, Role.NANNY, "Only nannies can apply to jobs.")
+        job = self.get_job(job_id)
+        if job.status is not JobStatus.OPEN:
+            raise JobNotOpen("The job is not open for applications.")
+        now = self._now()
+        app = Application(
+            application_id=self._new_id(),
+            job_id=job_id,
+            applicant=caller.username,
+            status=ApplicationStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            message=message,
+        )
+        # The write re-checks that the job is OPEN, atomically with the insert.
+        self._store.add_application(job, app)
+        return app
+
+    def list_applications(self, caller: Caller, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
+        job = self.get_job(job_id)
+        if job.owner != caller.username:
+            raise Forbidden("Only the job's owner can see its applications.", code="NOT_JOB_OWNER")
+        return self._store.list_applications(job_id, limit, cursor)
+
+    def list_my_applications(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Application]:
+        return self._store.list_applications_of_applicant(caller.username, limit, cursor)
+
+    # -------------------------------------------------------------- booking
+
+    def book(self, caller: Caller, job_id: str, application_id: str) -> BookingResult:
+        """Accepts one application, closes the job and queues every other decline.
+
+        Safe to repeat: booking the same application again re-queues whatever is
+        still PENDING, which is how a crash or an enqueue failure is healed.
+        """
+        _require(caller, Role.PARENT, "Only parents can book nannies.")
+        now = self._now()
+        already_booked = self._store.close_job_and_accept(caller.username, job_id, application_id, now)
+        # Queried after the close: no application can be added from here on.
+        seen, pending = self._store.job_with_pending_applications(job_id)
+        pending = [p for p in pending if p != application_id]
+        if already_booked is not None:
+            job = already_booked
+        else:
+            base = seen or self._store.get_job_of_owner(caller.username, job_id)
+            if base is None:  # pragma: no cover - the transaction has just written it
+                raise JobNotFound("Job not found.")
+            job = replace(base, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now)
+            self._metrics.count("Bookings")
+        report = self._publisher.publish(job_id, pending)
+        self._metrics.count("DeclinesQueued", report.queued)
+        if report.failed_ids:
+            self._metrics.count("DeclinesNotQueued", len(report.failed_ids))
+            log.error(
+                "booking committed but %d declines were not queued",
+                len(report.failed_ids),
+                extra={"jobId": job_id, "applicationId": application_id},
+            )
+            raise DeclinesNotQueued(
+                "The job is booked, but not every other applicant could be queued for decline; "
+                "repeat the same request to finish.",
+                declinesQueued=report.queued,
+                declinesNotQueued=len(report.failed_ids),
+                acceptedApplicationId=application_id,
+            )
+        return BookingResult(
+            job=job,
+            accepted_application_id=application_id,
+            declines_queued=report.queued,
+            replayed=already_booked is not None,
+        )
+
+    # -------------------------------------------------------------- declines
+
+    def decline(self, job_id: str, application_id: str) -> DeclineOutcome:
+        outcome = self._store.decline_application(job_id, application_id, self._now())
+        self._metrics.count(
+            "DeclinesApplied" if outcome is DeclineOutcome.DECLINED else "DeclinesSkipped",
+        )
+        if outcome is DeclineOutcome.SKIPPED_ACCEPTED:
+            log.warning("decline asked for the accepted application; left ACCEPTED")
+        elif outcome is DeclineOutcome.UNKNOWN_APPLICATION:
+            log.warning("decline named an unknown application; dropped")
+        return outcome
+
+
+def _require(caller: Caller, role: Role, message: str) -> None:
+    if not caller.has(role):
+        raise Forbidden(message, code="ROLE_REQUIRED")

@@ -1,0 +1,106 @@
+"""The one place that wires settings, AWS clients and the service together.
+
+Everything is created on first use and then reused for the life of the Lambda
+container. ``reset`` forgets it all (tests), ``override`` injects fakes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.auth import JwksSource, TokenVerifier
+from chalicelib.booking import BookingService
+from chalicelib.config import get_settings, reset_settings
+from chalicelib.declines import SqsDeclinePublisher, cached_queue_url
+from chalicelib.observability import PowertoolsMetrics, traced
+from chalicelib.pagination import PageTokens
+from chalicelib.store import DynamoStore
+
+_lock = threading.RLock()
+_cache: dict[str, Any] = {}
+
+_TRACED = ("create_job", "get_job", "apply", "book", "decline", "list_applications")
+
+# Standard retry mode retries throttling with backoff; connection pools sized for
+# the publisher's concurrent batches.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=20)
+
+
+def _get(name: str, build: Any) -> Any:
+    with _lock:
+        if name not in _cache:
+            _cache[name] = build()
+        return _cache[name]
+
+
+def dynamodb_client() -> Any:
+    return _get("dynamodb", lambda: boto3.client("dynamodb", config=_CLIENT_CONFIG))
+
+
+def sqs_client() -> Any:
+    return _get("sqs", lambda: boto3.client("sqs", config=_CLIENT_CONFIG))
+
+
+def store() -> DynamoStore:
+    def build() -> DynamoStore:
+        s = get_settings()
+        return DynamoStore(dynamodb_client(), s.table_name, s.query_page_size)
+
+    return _get("store", build)
+
+
+def publisher() -> SqsDeclinePublisher:
+    def build() -> SqsDeclinePublisher:
+        s = get_settings()
+        return SqsDeclinePublisher(
+            sqs_client(),
+            cached_queue_url(sqs_client(), s.declines_queue_url, s.declines_queue_name),
+            max_attempts=s.enqueue_max_attempts,
+            backoff_seconds=s.enqueue_backoff_seconds,
+            concurrency=s.enqueue_concurrency,
+        )
+
+    return _get("publisher", build)
+
+
+def service() -> BookingService:
+    def build() -> BookingService:
+        svc = BookingService(store(), publisher(), metrics=PowertoolsMetrics())
+        for name in _TRACED:
+            setattr(svc, name, traced(getattr(svc, name)))
+        return svc
+
+    return _get("service", build)
+
+
+def verifier() -> TokenVerifier:
+    def build() -> TokenVerifier:
+        s = get_settings()
+        keys = JwksSource(url=s.auth_jwks_url, inline=s.auth_jwks_json, path=s.auth_jwks_file)
+        return TokenVerifier(keys, issuer=s.auth_issuer, audience=s.auth_audience)
+
+    return _get("verifier", build)
+
+
+def page_tokens() -> PageTokens:
+    return _get("page_tokens", lambda: PageTokens(get_settings().page_token_secret))
+
+
+def partial_batch_responses() -> bool:
+    return get_settings().partial_batch_responses
+
+
+def override(**parts: Any) -> None:
+    """Replaces wired parts (e.g. ``service=...``) until the next ``reset``."""
+    with _lock:
+        _cache.update(parts)
+
+
+def reset() -> None:
+    with _lock:
+        _cache.clear()
+    reset_settings()

@@ -1,0 +1,91 @@
+"""Settings read from the environment on first use, never at import time.
+
+Chalice's test client sets a stage's environment variables only while a request
+runs, and ``chalice local`` sets them before importing the app: reading lazily
+keeps both working. ``reset_settings`` drops the cache for tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on", "enabled"}
+
+
+def _int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"{name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    declines_queue_name: str | None
+    declines_queue_url: str | None
+    # True only where the worker's event source mapping is known to have
+    # FunctionResponseTypes=[ReportBatchItemFailures]; otherwise a partial
+    # response would be ignored by Lambda and failed records deleted.
+    partial_batch_responses: bool
+    auth_issuer: str
+    auth_audience: str
+    auth_jwks_url: str | None
+    auth_jwks_json: str | None
+    auth_jwks_file: str | None
+    page_token_secret: str
+    query_page_size: int | None
+    enqueue_max_attempts: int
+    enqueue_backoff_seconds: float
+    enqueue_concurrency: int
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    queue_name = os.environ.get("DECLINES_QUEUE_NAME") or None
+    queue_url = os.environ.get("DECLINES_QUEUE_URL") or None
+    if not (queue_name or queue_url):
+        raise ConfigurationError("DECLINES_QUEUE_NAME or DECLINES_QUEUE_URL must be set")
+    return Settings(
+        table_name=_required("TABLE_NAME"),
+        declines_queue_name=queue_name,
+        declines_queue_url=queue_url,
+        partial_batch_responses=_flag("DECLINES_PARTIAL_BATCH_RESPONSES"),
+        auth_issuer=_required("AUTH_ISSUER"),
+        auth_audience=_required("AUTH_AUDIENCE"),
+        auth_jwks_url=os.environ.get("AUTH_JWKS_URL") or None,
+        auth_jwks_json=os.environ.get("AUTH_JWKS") or None,
+        auth_jwks_file=os.environ.get("AUTH_JWKS_FILE") or None,
+        # Without a secret, tokens are still checked for integrity and scope (the
+        # store validates every key); a secret makes them unforgeable as well.
+        page_token_secret=os.environ.get("PAGE_TOKEN_SECRET") or f"table:{os.environ.get('TABLE_NAME', '')}",
+        query_page_size=_int("QUERY_PAGE_SIZE", None),
+        enqueue_max_attempts=_int("ENQUEUE_MAX_ATTEMPTS", 5) or 5,
+        enqueue_backoff_seconds=(_int("ENQUEUE_BACKOFF_MS", 50) or 0) / 1000,
+        enqueue_concurrency=_int("ENQUEUE_CONCURRENCY", 4) or 1,
+    )
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,221 @@
+"""Jobs, applications and the rules between them.
+
+Nothing here knows about DynamoDB, SQS, HTTP or Chalice: the use cases in
+``booking.py`` combine these types with the ports they are given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+# --------------------------------------------------------------------- statuses
+
+
+class JobStatus(StrEnum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class ApplicationStatus(StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+
+
+class Role(StrEnum):
+    PARENT = "parents"
+    NANNY = "nannies"
+
+
+# -------------------------------------------------------------------------- ids
+
+# ULIDs: 48 bits of milliseconds then 80 random bits, Crockford base32. They sort
+# by creation time, so keys built from them list newest first without an index.
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+# Usernames become part of keys: anything that could alter a key's shape is refused.
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+
+
+def new_id(now_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID_RE.match(value))
+
+
+def is_valid_username(value: object) -> bool:
+    return isinstance(value, str) and bool(_USERNAME_RE.match(value))
+
+
+# ------------------------------------------------------------------------ times
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 UTC with millisecond precision; sorts lexicographically."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+# --------------------------------------------------------------------- entities
+
+
+@dataclass(frozen=True)
+class Caller:
+    username: str
+    roles: frozenset[Role]
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class NewJob:
+    title: str
+    starts_at: str
+    ends_at: str
+    description: str | None = None
+    hourly_rate: Decimal | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    owner: str
+    status: JobStatus
+    title: str
+    starts_at: str
+    ends_at: str
+    created_at: str
+    description: str | None = None
+    hourly_rate: Decimal | None = None
+    location: str | None = None
+    accepted_application_id: str | None = None
+    closed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Application:
+    application_id: str
+    job_id: str
+    applicant: str
+    status: ApplicationStatus
+    created_at: str
+    updated_at: str
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: dict | None = None
+
+
+@dataclass(frozen=True)
+class BookingResult:
+    job: Job
+    accepted_application_id: str
+    declines_queued: int
+    replayed: bool = False
+
+
+class DeclineOutcome(StrEnum):
+    DECLINED = "declined"
+    ALREADY_DECLINED = "already_declined"
+    SKIPPED_ACCEPTED = "skipped_accepted"
+    UNKNOWN_APPLICATION = "unknown_application"
+
+
+# ----------------------------------------------------------------------- errors
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on. ``code`` is stable and part of the API."""
+
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(DomainError):
+    code = "INVALID_REQUEST"
+
+    def __init__(self, message: str, code: str = "INVALID_REQUEST", **details: object) -> None:
+        super().__init__(message, **details)
+        self.code = code
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str, code: str = "FORBIDDEN") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class JobNotFound(DomainError):
+    code = "JOB_NOT_FOUND"
+
+
+class ApplicationNotFound(DomainError):
+    code = "APPLICATION_NOT_FOUND"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class JobNotOpen(Conflict):
+    code = "JOB_NOT_OPEN"
+
+
+class ApplicationNotPending(Conflict):
+    code = "APPLICATION_NOT_PENDING"
+
+
+class AlreadyApplied(Conflict):
+    code = "ALREADY_APPLIED"
+
+
+class ConcurrentUpdate(Conflict):
+    code = "CONCURRENT_UPDATE"
+
+
+class Unavailable(DomainError):
+    """A dependency refused or failed; the request may be retried as it is."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+class DeclinesNotQueued(Unavailable):
+    """The booking is committed but some declines could not be enqueued.
+
+    Repeating the same booking request enqueues what is still pending.
+    """
+
+    code = "DECLINES_NOT_QUEUED"
+
+
+@dataclass
+class EnqueueReport:
+    queued: int = 0
+    failed_ids: list[str] = field(default_factory=list)

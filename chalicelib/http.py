@@ -1,0 +1,304 @@
+"""HTTP edge: request parsing and validation, JSON views, and the one error → status map."""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.domain import (
+    AlreadyApplied,
+    Application,
+    ApplicationNotFound,
+    Caller,
+    Conflict,
+    DeclinesNotQueued,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    Job,
+    JobNotFound,
+    NewJob,
+    Page,
+    Unavailable,
+    format_time,
+    is_valid_id,
+    utc_now,
+)
+from chalicelib.observability import logger
+
+MAX_BODY_BYTES = 16 * 1024
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_JOB_LENGTH = timedelta(days=31)
+MAX_LEAD_TIME = timedelta(days=730)
+_PAST_TOLERANCE = timedelta(minutes=1)
+
+_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidInput, 400),
+    (Forbidden, 403),
+    (JobNotFound, 404),
+    (ApplicationNotFound, 404),
+    (AlreadyApplied, 409),
+    (Conflict, 409),
+    (DeclinesNotQueued, 503),
+    (Unavailable, 503),
+]
+
+# Chalice answers some requests itself (415, 405, ...) in its own error shape.
+_CHALICE_CODES = {
+    "UnsupportedMediaType": "UNSUPPORTED_MEDIA_TYPE",
+    "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
+    "BadRequestError": "INVALID_REQUEST",
+    "NotFoundError": "NOT_FOUND",
+    "InternalServerError": "INTERNAL_ERROR",
+}
+
+
+def status_for(error: DomainError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def error_response(status: int, code: str, message: str, details: Mapping[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = dict(details)
+    headers = {"Content-Type": "application/json"}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def json_view(fn: Callable[..., Response | dict]) -> Callable[..., Response]:
+    """Wraps a view: domain errors become their status, anything else a logged 500."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            result = fn(*args, **kwargs)
+        except DomainError as err:
+            status = status_for(err)
+            log = logger.error if status >= 500 else logger.info
+            log("request refused", extra={"code": err.code, "status": status})
+            return error_response(status, err.code, err.message, err.details)
+        except Exception:
+            logger.exception("unhandled error")
+            return error_response(500, "INTERNAL_ERROR", "An internal error occurred.")
+        if isinstance(result, Response):
+            return result
+        return Response(body=result, status_code=200, headers={"Content-Type": "application/json"})
+
+    return wrapper
+
+
+def normalize_framework_errors(response: Response) -> Response:
+    """Rewrites Chalice's own ``{"Code", "Message"}`` errors into ours."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        code = _CHALICE_CODES.get(str(body.get("Code")), "INVALID_REQUEST")
+        return error_response(response.status_code, code, str(body.get("Message", "")))
+    return response
+
+
+# --------------------------------------------------------------------- input
+
+
+def require_caller(context: Mapping[str, Any] | None, parse: Callable[[Any], Caller | None]) -> Caller:
+    caller = parse((context or {}).get("authorizer"))
+    if caller is None:  # only reachable if a route were left without the authorizer
+        raise Forbidden("No verified caller.", code="UNAUTHENTICATED")
+    return caller
+
+
+def path_id(value: str, name: str) -> str:
+    if not is_valid_id(value):
+        raise InvalidInput(f"{name} is not a valid id.", code="INVALID_ID", field=name)
+    return value
+
+
+def query_params(
+    params: Mapping[str, str] | None, allowed: set[str] = frozenset({"limit", "nextToken"})
+) -> tuple[int, str | None]:
+    params = params or {}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidInput(f"Unknown query parameter: {unknown[0]}.", code="INVALID_QUERY", field=unknown[0])
+    limit = DEFAULT_LIMIT
+    raw = params.get("limit")
+    if raw is not None:
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT):
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}.", code="INVALID_QUERY", field="limit")
+        limit = int(raw)
+    return limit, params.get("nextToken")
+
+
+def json_body(raw: bytes | None) -> dict[str, Any]:
+    if raw is not None and len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput(f"The body exceeds {MAX_BODY_BYTES} bytes.", code="BODY_TOO_LARGE")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("The body is not valid JSON.", code="INVALID_JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
+    return data
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(name)
+
+
+def only_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"Unknown field: {unknown[0]}.", code="UNKNOWN_FIELD", field=unknown[0])
+
+
+def text(
+    body: Mapping[str, Any], name: str, *, max_len: int, required: bool = False, multiline: bool = False
+) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{name} is required.", code="INVALID_BODY", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string.", code="INVALID_BODY", field=name)
+    value = value.strip()
+    allowed_controls = {"\n", "\t"} if multiline else set()
+    if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in allowed_controls for c in value):
+        raise InvalidInput(f"{name} contains control characters.", code="INVALID_BODY", field=name)
+    if required and not value:
+        raise InvalidInput(f"{name} must not be empty.", code="INVALID_BODY", field=name)
+    if len(value) > max_len:
+        raise InvalidInput(f"{name} is longer than {max_len} characters.", code="INVALID_BODY", field=name)
+    return value or None
+
+
+def instant(body: Mapping[str, Any], name: str) -> datetime:
+    value = body.get(name)
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidInput(f"{name} must be an ISO 8601 date-time.", code="INVALID_BODY", field=name)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 date-time.", code="INVALID_BODY", field=name) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{name} must include a time zone (e.g. Z).", code="INVALID_BODY", field=name)
+    return parsed.astimezone(UTC)
+
+
+def new_job(body: Mapping[str, Any]) -> NewJob:
+    only_fields(body, {"title", "startsAt", "endsAt", "description", "hourlyRate", "location"})
+    title = text(body, "title", max_len=200, required=True)
+    starts, ends = instant(body, "startsAt"), instant(body, "endsAt")
+    now = utc_now()
+    if starts < now - _PAST_TOLERANCE:
+        raise InvalidInput("startsAt must not be in the past.", code="INVALID_BODY", field="startsAt")
+    if starts > now + MAX_LEAD_TIME:
+        raise InvalidInput("startsAt is too far in the future.", code="INVALID_BODY", field="startsAt")
+    if ends <= starts:
+        raise InvalidInput("endsAt must be after startsAt.", code="INVALID_BODY", field="endsAt")
+    if ends - starts > MAX_JOB_LENGTH:
+        raise InvalidInput("A job lasts at most 31 days.", code="INVALID_BODY", field="endsAt")
+    return NewJob(
+        title=title or "",
+        starts_at=format_time(starts),
+        ends_at=format_time(ends),
+        description=text(body, "description", max_len=4000, multiline=True),
+        hourly_rate=_rate(body.get("hourlyRate")),
+        location=text(body, "location", max_len=200),
+    )
+
+
+def _rate(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise InvalidInput("hourlyRate must be a number.", code="INVALID_BODY", field="hourlyRate")
+    rate = Decimal(value)
+    if not rate.is_finite() or rate <= 0 or rate > 10_000 or rate != rate.quantize(Decimal("0.01")):
+        raise InvalidInput(
+            "hourlyRate must be positive, at most 10000, with at most 2 decimals.",
+            code="INVALID_BODY",
+            field="hourlyRate",
+        )
+    return rate.quantize(Decimal("0.01"))
+
+
+def application_message(body: Mapping[str, Any]) -> str | None:
+    only_fields(body, {"message"})
+    return text(body, "message", max_len=1000, multiline=True)
+
+
+def booking_request(body: Mapping[str, Any]) -> str:
+    only_fields(body, {"applicationId"})
+    app_id = body.get("applicationId")
+    if app_id is None:
+        raise InvalidInput("applicationId is required.", code="INVALID_BODY", field="applicationId")
+    if not is_valid_id(app_id):
+        raise InvalidInput("applicationId is not a valid id.", code="INVALID_ID", field="applicationId")
+    return app_id
+
+
+# -------------------------------------------------------------------- output
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobId": job.job_id,
+        "owner": job.owner,
+        "status": job.status.value,
+        "title": job.title,
+        "startsAt": job.starts_at,
+        "endsAt": job.ends_at,
+        "createdAt": job.created_at,
+    }
+    if job.description is not None:
+        out["description"] = job.description
+    if job.hourly_rate is not None:
+        out["hourlyRate"] = _number(job.hourly_rate)
+    if job.location is not None:
+        out["location"] = job.location
+    if job.accepted_application_id is not None:
+        out["acceptedApplicationId"] = job.accepted_application_id
+    if job.closed_at is not None:
+        out["closedAt"] = job.closed_at
+    return out
+
+
+def application_json(app: Application) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "applicationId": app.application_id,
+        "jobId": app.job_id,
+        "applicant": app.applicant,
+        "status": app.status.value,
+        "createdAt": app.created_at,
+        "updatedAt": app.updated_at,
+    }
+    if app.message is not None:
+        out["message"] = app.message
+    return out
+
+
+def page_json(page: Page[Any], render: Callable[[Any], dict[str, Any]], next_token: str | None) -> dict[str, Any]:
+    return {"items": [render(i) for i in page.items], "nextToken": next_token}
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def created(body: dict[str, Any]) -> Response:
+    return Response(body=body, status_code=201, headers={"Content-Type": "application/json"})

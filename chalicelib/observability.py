@@ -1,0 +1,61 @@
+"""Logger, metrics and tracer: created once, configured here only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+SERVICE = "booking"
+
+# The Chalice app is created with configure_logs=False and a different name, so
+# each line is printed once, as JSON.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+
+# Modules under chalicelib log through the standard library; route them through
+# the same handler and formatter, so correlation ids and keys appear on their lines too.
+_lib_logger = logging.getLogger("chalicelib")
+_lib_logger.handlers = [logger.registered_handler]
+_lib_logger.setLevel(logger.log_level)
+_lib_logger.propagate = False
+
+_metrics_lock = threading.Lock()
+_metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BabysittingBooking"),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE),
+)
+
+
+class PowertoolsMetrics:
+    """The service's metrics port, backed by CloudWatch EMF."""
+
+    def count(self, name: str, value: int = 1) -> None:
+        if value:
+            with _metrics_lock:
+                _metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def flush_metrics() -> None:
+    with _metrics_lock:
+        if _metrics.metric_set:
+            _metrics.flush_metrics()
+
+
+def start_invocation(correlation_id: str | None) -> None:
+    """Forgets keys from the previous invocation (they persist otherwise)."""
+    logger.clear_state()
+    logger.set_correlation_id(correlation_id)
+
+
+def append_keys(**keys: Any) -> None:
+    logger.append_keys(**{k: v for k, v in keys.items() if v is not None})
+
+
+def traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return tracer.capture_method(fn)
