@@ -41,13 +41,14 @@ class JwksSource:
         self._fetch = fetch or _http_get
         self._ttl = ttl_seconds
         self._keys: dict[str, Any] = {}
-        self._loaded_at = 0.0
+        self._loaded_at: float | None = None
         self._lock = threading.Lock()
 
     def key(self, kid: str) -> Any:
         with self._lock:
-            stale = time.monotonic() - self._loaded_at > self._ttl
-            if stale or (kid not in self._keys and self._url and time.monotonic() - self._loaded_at > 60):
+            age = None if self._loaded_at is None else time.monotonic() - self._loaded_at
+            # A key we don't know may be a rotation: refetch a URL, at most once a minute.
+            if age is None or age > self._ttl or (kid not in self._keys and self._url and age > 60):
                 self._keys = self._load()
                 self._loaded_at = time.monotonic()
             try:

@@ -95,8 +95,13 @@ def partial_batch_responses() -> bool:
 
 
 def override(**parts: Any) -> None:
-    """Replaces wired parts (e.g. ``service=...``) until the next ``reset``."""
+    """Replaces wired parts (e.g. ``publisher=...``) until the next ``reset``.
+
+    The service is rebuilt around the new parts unless it is given itself.
+    """
     with _lock:
+        if "service" not in parts:
+            _cache.pop("service", None)
         _cache.update(parts)
 
 

@@ -225,9 +225,9 @@ def new_job(body: Mapping[str, Any]) -> NewJob:
 def _rate(value: Any) -> Decimal | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise InvalidInput("hourlyRate must be a number.", code="INVALID_BODY", field="hourlyRate")
-    rate = Decimal(value)
+    rate = Decimal(str(value))
     if not rate.is_finite() or rate <= 0 or rate > 10_000 or rate != rate.quantize(Decimal("0.01")):
         raise InvalidInput(
             "hourlyRate must be positive, at most 10000, with at most 2 decimals.",

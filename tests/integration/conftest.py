@@ -1,0 +1,218 @@
+"""moto-backed AWS, the app behind Chalice's test client, and a way to run the worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from app import app
+from tests.conftest import TokenFactory
+from tools import resources
+
+
+@dataclass
+class Aws:
+    dynamodb: Any
+    sqs: Any
+    outputs: dict[str, Any]
+
+    @property
+    def table(self) -> str:
+        return self.outputs["TableName"]
+
+    @property
+    def queue_url(self) -> str:
+        return self.outputs["DeclinesQueueUrl"]
+
+    def items(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"TableName": self.table}
+        while True:
+            resp = self.dynamodb.scan(**params)
+            found.extend(resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                return found
+            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def queue_depth(self) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def snapshot(self) -> tuple[list[str], int]:
+        """Everything a rejected request must leave unchanged: items and queue depth."""
+        return sorted(json.dumps(i, sort_keys=True) for i in self.items()), self.queue_depth()
+
+    def receive_all(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while True:
+            resp = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+            )
+            batch = resp.get("Messages") or []
+            if not batch:
+                return messages
+            messages.extend(batch)
+
+
+@pytest.fixture
+def aws(app_env: None) -> Iterator[Aws]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        outputs = resources.apply(dynamodb, sqs, stage="test")
+        yield Aws(dynamodb=dynamodb, sqs=sqs, outputs=outputs)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Api:
+    """Speaks to the app through Chalice's local gateway, authorizer included."""
+
+    def __init__(self, client: Client, make_token: TokenFactory) -> None:
+        self._client = client
+        self._make_token = make_token
+
+    def token(self, user: str, role: str = "parent") -> str:
+        return self._make_token(user, ["parents" if role == "parent" else "nannies"])
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str | None = None,
+        role: str = "parent",
+        body: Any = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Reply:
+        sent = {"Content-Type": "application/json"}
+        if user is not None:
+            sent["Authorization"] = f"Bearer {self.token(user, role)}"
+        if token is not None:
+            sent["Authorization"] = token
+        sent.update(headers or {})
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        resp = getattr(self._client.http, method.lower())(path, headers=sent, body=payload)
+        try:
+            parsed = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            parsed = resp.body
+        return Reply(resp.status_code, parsed, dict(resp.headers))
+
+    # conveniences for the common steps
+    def create_job(self, owner: str, **fields: Any) -> dict[str, Any]:
+        body = job_body(**fields)
+        reply = self.call("POST", "/jobs", user=owner, body=body)
+        assert reply.status == 201, reply.body
+        return reply.body
+
+    def apply(self, nanny: str, job_id: str, message: str | None = None) -> dict[str, Any]:
+        body = {"message": message} if message else {}
+        reply = self.call("POST", f"/jobs/{job_id}/applications", user=nanny, role="nanny", body=body)
+        assert reply.status == 201, reply.body
+        return reply.body
+
+    def book(self, owner: str, job_id: str, application_id: str) -> Reply:
+        return self.call("POST", f"/jobs/{job_id}/book", user=owner, body={"applicationId": application_id})
+
+    def applications(self, owner: str, job_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            path = f"/jobs/{job_id}/applications?limit=100" + (f"&nextToken={token}" if token else "")
+            reply = self.call("GET", path, user=owner)
+            assert reply.status == 200, reply.body
+            items.extend(reply.body["items"])
+            token = reply.body["nextToken"]
+            if not token:
+                return items
+
+
+def job_body(**fields: Any) -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(days=2)
+    body = {
+        "title": "Saturday evening",
+        "startsAt": start.isoformat().replace("+00:00", "Z"),
+        "endsAt": (start + timedelta(hours=4)).isoformat().replace("+00:00", "Z"),
+    }
+    body.update(fields)
+    return body
+
+
+@pytest.fixture
+def client(aws: Aws) -> Iterator[Client]:
+    # A stage with no config of its own: the app reads the environment set up above.
+    with Client(app, stage_name="test") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api(client: Client, make_token: TokenFactory) -> Api:
+    return Api(client, make_token)
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:q") -> dict:
+    """A Lambda SQS event with each record's own messageId (Chalice's generator reuses one)."""
+    return {
+        "Records": [
+            {
+                "messageId": m.get("MessageId", f"msg-{i}"),
+                "receiptHandle": m.get("ReceiptHandle", f"rh-{i}"),
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": "1700000000000",
+                    "SenderId": "AIDTEST",
+                    "ApproximateFirstReceiveTimestamp": "1700000000001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for i, m in enumerate(messages)
+        ]
+    }
+
+
+def run_worker(client: Client, aws: Aws) -> int:
+    """Feeds every queued decline to the SQS handler, 10 at a time, as Lambda would."""
+    handled = 0
+    while True:
+        messages = aws.receive_all()
+        if not messages:
+            return handled
+        for i in range(0, len(messages), 10):
+            batch = messages[i : i + 10]
+            result = client.lambda_.invoke("decline_worker", sqs_event(batch)).payload
+            failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+            entries = [
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                for n, m in enumerate(batch)
+                if m["MessageId"] not in failed
+            ]
+            if entries:
+                aws.sqs.delete_message_batch(QueueUrl=aws.queue_url, Entries=entries)
+            handled += len(entries)

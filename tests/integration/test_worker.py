@@ -1,0 +1,46 @@
+"""Partial batch failures: only failed records come back, and none is ever acknowledged silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.declines import DeclineApplication
+from tests.integration.conftest import Api, Aws, sqs_event
+
+
+def _batch(api: Api, bad: set[int]) -> tuple[dict, list[str]]:
+    job = api.create_job("alice")
+    apps = [api.apply(f"nanny{i}", job["jobId"])["applicationId"] for i in range(10)]
+    messages = [
+        {
+            "MessageId": f"m{i}",
+            "Body": "not json" if i in bad else DeclineApplication(job["jobId"], app).to_json(),
+        }
+        for i, app in enumerate(apps)
+    ]
+    return sqs_event(messages), apps
+
+
+def test_one_bad_record_in_ten_reports_only_its_message_id(api: Api, aws: Aws, client) -> None:
+    event, _ = _batch(api, bad={6})
+    result = client.lambda_.invoke("decline_worker", event).payload
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m6"}]}
+
+
+def test_a_batch_where_every_record_fails_fails_the_invocation(api: Api, aws: Aws, client) -> None:
+    event, _ = _batch(api, bad=set(range(10)))
+    with pytest.raises(Exception, match="All records failed"):
+        client.lambda_.invoke("decline_worker", event)
+
+
+def test_without_partial_responses_a_failure_fails_the_whole_invocation(
+    api: Api, aws: Aws, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where ReportBatchItemFailures is not known to be enabled, Lambda would delete
+    # the whole batch on a normal return: the handler must raise instead.
+    monkeypatch.setenv("DECLINES_PARTIAL_BATCH_RESPONSES", "false")
+    bootstrap.reset()
+    event, _ = _batch(api, bad={2})
+    with pytest.raises(Exception, match="1 of 10 declines failed"):
+        client.lambda_.invoke("decline_worker", event)

@@ -1,0 +1,120 @@
+"""Token verification: only a valid RS256 ID token from the configured issuer gets in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from chalicelib.auth import InvalidToken, JwksSource, TokenVerifier, caller_from_context, caller_to_context
+from chalicelib.domain import Role
+from tests.conftest import AUDIENCE, ISSUER, KID
+
+
+@pytest.fixture
+def verifier(jwks: dict[str, Any]) -> TokenVerifier:
+    return TokenVerifier(JwksSource(inline=json.dumps(jwks)), issuer=ISSUER, audience=AUDIENCE)
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_a_valid_id_token_gives_the_caller(verifier: TokenVerifier, make_token) -> None:
+    caller = verifier.verify("Bearer " + make_token("alice", ["parents"]))
+    assert caller.username == "alice" and caller.roles == frozenset({Role.PARENT})
+    both = verifier.verify("bearer " + make_token("bea", ["nannies", "parents", "admins"]))
+    assert both.roles == frozenset({Role.PARENT, Role.NANNY})
+
+
+def _alg_none(make_token) -> str:
+    claims = jwt.decode(make_token("alice"), options={"verify_signature": False})
+    return f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': KID})}.{_b64(claims)}."
+
+
+def _hs256_with_public_key(make_token, signing_key) -> str:
+    claims = jwt.decode(make_token("alice"), options={"verify_signature": False})
+    public_pem = signing_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": KID})
+    body = _b64(claims)
+    import hashlib
+    import hmac
+
+    sig = hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+def _tampered(make_token) -> str:
+    header, _, sig = make_token("alice").split(".")
+    claims = jwt.decode(make_token("alice"), options={"verify_signature": False})
+    claims["cognito:username"] = "mallory"
+    return f"{header}.{_b64(claims)}.{sig}"
+
+
+def _cases(make_token, other_key, signing_key) -> dict[str, str | None]:
+    now = int(time.time())
+    return {
+        "missing": None,
+        "empty": "",
+        "not bearer": "Basic " + make_token("alice"),
+        "bearer without token": "Bearer ",
+        "garbage": "Bearer not.a.jwt",
+        "expired": "Bearer " + make_token("alice", exp=now - 3600, iat=now - 7200),
+        "issued in the future": "Bearer " + make_token("alice", iat=now + 3600, exp=now + 7200),
+        "not yet valid": "Bearer " + make_token("alice", nbf=now + 3600),
+        "wrong issuer": "Bearer " + make_token("alice", iss="https://evil.example/pool"),
+        "wrong audience": "Bearer " + make_token("alice", aud="another-client"),
+        "access token": "Bearer " + make_token("alice", token_use="access"),
+        "no token_use": "Bearer " + make_token("alice", token_use=None),
+        "no exp": "Bearer " + make_token("alice", exp=None),
+        "signed by another key": "Bearer " + make_token("alice", key=other_key),
+        "unknown kid": "Bearer " + make_token("alice", headers={"kid": "someone-else"}),
+        "alg none": "Bearer " + _alg_none(make_token),
+        "HS256 with the public key": "Bearer " + _hs256_with_public_key(make_token, signing_key),
+        "tampered claims": "Bearer " + _tampered(make_token),
+        "no groups": "Bearer " + make_token("alice", []),
+        "unknown group only": "Bearer " + make_token("alice", ["admins"]),
+        "groups not a list": "Bearer " + make_token("alice", **{"cognito:groups": "parents"}),
+        "username with #": "Bearer " + make_token("alice#JOB#1"),
+        "username missing": "Bearer " + make_token("alice", **{"cognito:username": None}),
+    }
+
+
+def test_every_bad_token_is_rejected(verifier: TokenVerifier, make_token, other_key, signing_key) -> None:
+    admitted = []
+    for name, header in _cases(make_token, other_key, signing_key).items():
+        try:
+            verifier.verify(header)
+            admitted.append(name)
+        except InvalidToken:
+            pass
+    assert admitted == []
+
+
+def test_keys_come_from_a_url_and_are_cached(jwks: dict[str, Any], make_token) -> None:
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return json.dumps(jwks).encode()
+
+    verifier = TokenVerifier(JwksSource(url="https://issuer.test/jwks.json", fetch=fetch), ISSUER, AUDIENCE)
+    for _ in range(3):
+        verifier.verify("Bearer " + make_token("alice"))
+    assert fetched == ["https://issuer.test/jwks.json"]
+
+
+def test_caller_round_trips_through_the_authorizer_context() -> None:
+    from chalicelib.domain import Caller
+
+    caller = Caller("alice", frozenset({Role.NANNY, Role.PARENT}))
+    assert caller_from_context(caller_to_context(caller)) == caller
+    assert caller_from_context({}) is None
+    assert caller_from_context({"username": "a#b", "roles": "parents"}) is None

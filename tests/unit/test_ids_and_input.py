@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from chalicelib import http
+from chalicelib.domain import InvalidInput, is_valid_id, is_valid_username, new_id
+
+NEXT_YEAR = datetime.now(UTC).year + 1
+
+
+def test_ids_are_ulids_that_sort_by_creation() -> None:
+    earlier, later = new_id(1_700_000_000_000), new_id(1_700_000_000_001)
+    assert is_valid_id(earlier) and is_valid_id(later) and len(earlier) == 26
+    assert earlier < later
+    assert len({new_id() for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    "value", ["", "abc", "01HZZZZZZZZZZZZZZZZZZZZZZ#", "01hzzzzzzzzzzzzzzzzzzzzzzz", "8" + "0" * 25, None, 5, "0" * 27]
+)
+def test_bad_ids_are_refused(value) -> None:
+    assert not is_valid_id(value)
+
+
+@pytest.mark.parametrize("value", ["alice", "a.b-c_d@example.com", "X1+tag"])
+def test_usernames_that_fit_in_keys(value) -> None:
+    assert is_valid_username(value)
+
+
+@pytest.mark.parametrize("value", ["", "a#b", "a/b", "ünïcode", " alice", "a" * 129, None, "-alice"])
+def test_usernames_that_could_bend_a_key_are_refused(value) -> None:
+    assert not is_valid_username(value)
+
+
+def _job(**overrides):
+    start = datetime.now(UTC) + timedelta(days=1)
+    body = {"title": " Evening ", "startsAt": start.isoformat(), "endsAt": (start + timedelta(hours=3)).isoformat()}
+    body.update(overrides)
+    return body
+
+
+def test_a_job_body_is_normalized() -> None:
+    job = http.new_job(
+        _job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00+02:00", endsAt=f"{NEXT_YEAR}-05-01T22:30:00+02:00", hourlyRate=12.5)
+    )
+    assert job.title == "Evening"
+    assert job.starts_at == f"{NEXT_YEAR}-05-01T16:00:00.000Z" and job.ends_at == f"{NEXT_YEAR}-05-01T20:30:00.000Z"
+    assert job.hourly_rate == Decimal("12.50")
+
+
+def test_body_parsing_refuses_what_it_cannot_read() -> None:
+    for raw, code in [(b"{", "INVALID_JSON"), (b"\xff", "INVALID_JSON"), (b"[]", "INVALID_BODY"),
+                      (b"NaN", "INVALID_JSON"), (b"x" * (http.MAX_BODY_BYTES + 1), "BODY_TOO_LARGE")]:  # fmt: skip
+        with pytest.raises(InvalidInput) as err:
+            http.json_body(raw)
+        assert err.value.code == code
+    assert http.json_body(b"") == {}
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("hourlyRate", 1.234),
+        ("hourlyRate", 10_001),
+        ("hourlyRate", 0),
+        ("title", "tab\x00null"),
+        ("endsAt", f"{NEXT_YEAR}-05-01T18:00:00Z"),
+        ("location", ["Leeds"]),
+    ],
+)
+def test_job_rules(field, value) -> None:
+    body = _job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-05-01T20:00:00Z")
+    body[field] = value
+    with pytest.raises(InvalidInput):
+        http.new_job(body)
+
+
+def test_a_job_lasts_at_most_a_month() -> None:
+    with pytest.raises(InvalidInput):
+        http.new_job(_job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-06-05T18:00:00Z"))
+
+
+def test_query_params() -> None:
+    assert http.query_params(None) == (http.DEFAULT_LIMIT, None)
+    assert http.query_params({"limit": "100", "nextToken": "t"}) == (100, "t")
+    for bad in [{"limit": "-1"}, {"limit": "1e2"}, {"limit": "٣"}, {"page": "2"}]:
+        with pytest.raises(InvalidInput):
+            http.query_params(bad)
