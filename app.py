@@ -33,7 +33,8 @@ def token_authorizer(auth_request: Any) -> AuthResponse:
 
 @app.middleware("http")
 def http_edge(event: Any, get_response: Any) -> Response:
-    start_invocation(event.context.get("requestId"))
+    # API Gateway's request id; chalice local has none, so the Lambda request id there.
+    start_invocation(event.context.get("requestId") or getattr(event.lambda_context, "aws_request_id", None))
     try:
         return web.normalize_framework_errors(get_response(event))
     finally:

@@ -148,7 +148,7 @@ class DeclineOutcome(StrEnum):
 class DomainError(Exception):
     """A refusal the caller can act on. ``code`` is stable and part of the API."""
 
-    code = "DOMAIN_ERROR"
+    code = "INVALID_REQUEST"
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -165,9 +165,7 @@ class InvalidInput(DomainError):
 
 
 class Forbidden(DomainError):
-    code = "FORBIDDEN"
-
-    def __init__(self, message: str, code: str = "FORBIDDEN") -> None:
+    def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -181,7 +179,7 @@ class ApplicationNotFound(DomainError):
 
 
 class Conflict(DomainError):
-    code = "CONFLICT"
+    """The request is valid but the state of the job or application refuses it."""
 
 
 class JobNotOpen(Conflict):

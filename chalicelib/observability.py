@@ -25,6 +25,10 @@ _lib_logger.handlers = [logger.registered_handler]
 _lib_logger.setLevel(logger.log_level)
 _lib_logger.propagate = False
 
+# The tracer logs every exception a traced method raises, tracebacks included, at
+# ERROR: refusals (4xx) are ordinary here, and real errors are logged by the views.
+logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
+
 _metrics_lock = threading.Lock()
 _metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BabysittingBooking"),

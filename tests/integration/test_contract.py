@@ -1,0 +1,93 @@
+"""openapi.yaml is the published contract: the routes, codes and bodies must match it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from app import app
+from tests.integration.conftest import Api, Aws
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def _spec_routes() -> set[tuple[str, str]]:
+    return {(m.upper(), path) for path, item in SPEC["paths"].items() for m in item if m in METHODS}
+
+
+def _app_routes() -> set[tuple[str, str]]:
+    to_camel = {"job_id": "jobId"}
+    found = set()
+    for path, methods in app.routes.items():
+        spec_path = re.sub(r"\{(\w+)\}", lambda m: "{" + to_camel.get(m.group(1), m.group(1)) + "}", path)
+        found |= {(method, spec_path) for method in methods}
+    return found
+
+
+def test_the_spec_is_valid_openapi() -> None:
+    validate(SPEC)
+
+
+def test_routes_and_spec_agree() -> None:
+    assert _app_routes() == _spec_routes()
+
+
+def test_every_error_code_the_code_can_produce_is_in_the_spec() -> None:
+    sources = [*(ROOT / "chalicelib").glob("*.py"), ROOT / "app.py"]
+    produced = set()
+    for source in sources:
+        text = source.read_text()
+        produced |= set(re.findall(r'code\s*=\s*"([A-Z_]+)"', text))
+        produced |= set(re.findall(r'"\w+": "([A-Z][A-Z_]+)"', text)) if source.name == "http.py" else set()
+    enum = set(SPEC["components"]["schemas"]["Error"]["properties"]["code"]["enum"])
+    assert produced - enum == set()
+    assert len(produced) > 15
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+
+
+def _check(body: Any, name: str) -> None:
+    # OpenAPI 3.0's `nullable` is not JSON Schema: allow null where it is set.
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: fix(v) for k, v in node.items()}
+            if node.pop("nullable", False):
+                node = {"anyOf": [node, {"type": "null"}]}
+            if node.get("exclusiveMinimum") is True:
+                node["exclusiveMinimum"] = node.pop("minimum")
+            return node
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    jsonschema.validate(body, fix(_schema(name)), format_checker=jsonschema.FormatChecker())
+
+
+def test_real_responses_match_their_schemas(api: Api, aws: Aws) -> None:
+    job = api.create_job("alice", hourlyRate=20, location="York", description="d")
+    _check(job, "Job")
+    app_ = api.apply("nina", job["jobId"], message="hi")
+    _check(app_, "Application")
+    _check(api.call("GET", "/jobs?limit=1", user="alice").body, "JobPage")
+    _check(api.call("GET", f"/jobs/{job['jobId']}/applications", user="alice").body, "ApplicationPage")
+    _check(api.call("GET", "/me/applications", user="nina", role="nanny").body, "ApplicationPage")
+    booking = api.book("alice", job["jobId"], app_["applicationId"])
+    _check(booking.body, "Booking")
+    _check(api.call("GET", f"/jobs/{job['jobId']}", user="alice").body, "Job")
+    _check(api.book("alice", job["jobId"], "01HZZZZZZZZZZZZZZZZZZZZZZZ").body, "Error")
+
+
+@pytest.mark.parametrize("name", ["Job", "Application", "Booking", "Error"])
+def test_schemas_reject_what_they_should(name: str) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        _check({"unexpected": True}, name)

@@ -1,0 +1,39 @@
+"""Logs are JSON, once per line, carry the request id and the ids in play, and forget them after."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from chalicelib.observability import logger
+from tests.integration.conftest import Api, Aws
+
+
+def _json_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
+    """The records as the app's handler prints them."""
+    lines = [json.loads(logger.registered_formatter.format(r)) for r in caplog.records if r.name.startswith("booking")]
+    caplog.clear()
+    return lines
+
+
+def test_log_lines_carry_correlation_and_ids_and_are_cleared(
+    api: Api, aws: Aws, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = api.create_job("alice")
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+
+    # a refusal logs one line with the job id and the request's correlation id
+    api.call("POST", f"/jobs/{job['jobId']}/applications", user="bob", body={})
+    refused = [line for line in _json_lines(caplog) if line["message"] == "request refused"]
+    assert len(refused) == 1
+    assert refused[0]["jobId"] == job["jobId"] and refused[0]["code"] == "ROLE_REQUIRED"
+    assert refused[0].get("correlation_id")
+
+    # the next request's lines do not inherit that job id
+    api.call("GET", "/jobs?limit=0", user="alice")
+    lines = _json_lines(caplog)
+    assert lines and all("jobId" not in line for line in lines)
+    assert lines[0]["correlation_id"] != refused[0]["correlation_id"]
