@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from chalice import AuthResponse, Chalice, Response
@@ -31,8 +32,18 @@ def token_authorizer(auth_request: Any) -> AuthResponse:
     return AuthResponse(routes=["*"], principal_id=caller.username, context=caller_to_context(caller))
 
 
+# `app.current_request` is one attribute shared by every thread, and `chalice local`
+# serves requests on many threads at once: views read their own request from here.
+_this = threading.local()
+
+
+def _request() -> Any:
+    return _this.request
+
+
 @app.middleware("http")
 def http_edge(event: Any, get_response: Any) -> Response:
+    _this.request = event
     # API Gateway's request id; chalice local has none, so the Lambda request id there.
     start_invocation(event.context.get("requestId") or getattr(event.lambda_context, "aws_request_id", None))
     try:
@@ -42,15 +53,15 @@ def http_edge(event: Any, get_response: Any) -> Response:
 
 
 def _caller() -> Any:
-    return web.require_caller(app.current_request.context, caller_from_context)
+    return web.require_caller(_request().context, caller_from_context)
 
 
 def _body() -> dict[str, Any]:
-    return web.json_body(app.current_request.raw_body)
+    return web.json_body(_request().raw_body)
 
 
 def _page_request(scope: str) -> tuple[int, dict | None]:
-    limit, token = web.query_params(app.current_request.query_params)
+    limit, token = web.query_params(_request().query_params)
     return limit, bootstrap.page_tokens().decode(scope, token)
 
 
@@ -80,7 +91,7 @@ def list_open_jobs() -> dict[str, Any]:
 @web.json_view
 def get_job(job_id: str) -> dict[str, Any]:
     _caller()
-    web.query_params(app.current_request.query_params, allowed=set())
+    web.query_params(_request().query_params, allowed=set())
     return web.job_json(bootstrap.service().get_job(web.path_id(job_id, "jobId")))
 
 

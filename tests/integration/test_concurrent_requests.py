@@ -1,0 +1,29 @@
+"""`chalice local` serves requests on many threads: each view must see its own request."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from chalice.config import Config
+from chalice.local import LocalGateway
+
+from app import app
+from tests.integration.conftest import Api, Aws, job_body
+
+
+def test_concurrent_requests_each_read_their_own_body_and_caller(api: Api, aws: Aws) -> None:
+    gateway = LocalGateway(app, Config(chalice_stage="test"))
+    users = [f"user{i}" for i in range(60)]
+
+    def create(user: str) -> dict:
+        headers = {"authorization": f"Bearer {api.token(user)}", "content-type": "application/json"}
+        resp = gateway.handle_request("POST", "/jobs", headers, json.dumps(job_body(title=user)).encode())
+        assert resp["statusCode"] == 201, resp
+        return json.loads(resp["body"])
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        jobs = list(pool.map(create, users * 4))
+
+    mismatched = [(j["owner"], j["title"]) for j in jobs if j["owner"] != j["title"]]
+    assert mismatched == []
