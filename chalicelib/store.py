@@ -341,11 +341,12 @@ class DynamoStore:
             "TableName": self._table,
             "IndexName": JOB_APPLICATIONS_INDEX,
             "KeyConditionExpression": "GSI1PK = :pk",
-            "FilterExpression": "GSI1SK = :job OR #status = :pending",
-            "ExpressionAttributeNames": {"#status": "status"},
+            # DynamoDB refuses filters on the index's own key attributes: match on `type`.
+            "FilterExpression": "#type = :job OR #status = :pending",
+            "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
             "ExpressionAttributeValues": {
                 ":pk": _s(_job_partition(job_id)),
-                ":job": _s(_JOB_SORT),
+                ":job": _s("JOB"),
                 ":pending": _s(ApplicationStatus.PENDING.value),
             },
         }
@@ -487,6 +488,10 @@ class DynamoStore:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
             old = exc.response.get("Item")
+            if old is None:
+                # Emulators without ReturnValuesOnConditionCheckFailure: read it instead.
+                current = self._call("get_item", TableName=self._table, Key=_key(key, key), ConsistentRead=True)
+                old = current.get("Item")
             if not old:
                 return DeclineOutcome.UNKNOWN_APPLICATION
             status = old.get("status", {}).get("S")

