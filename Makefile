@@ -10,8 +10,8 @@ ROLE ?= parent
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv localdeps test unit integration e2e lint format local token demo \
-        package deploy destroy reconcile redrive clean-local
+.PHONY: help venv localdeps test unit integration e2e reliability lint format local token demo \
+        bench package deploy destroy reconcile redrive clean-local
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ integration: venv ## integration tests only (moto, chalice test client)
 
 e2e: venv localdeps ## end-to-end tests against the local stack
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+reliability: venv localdeps ## the long races, faults and fuzzing runs (bounded versions run in make test)
+	RELIABILITY_SCALE=long $(BIN)/pytest tests/reliability $(PYTEST_ARGS)
+
+bench: venv localdeps ## benchmarks; results under bench/results/ (BENCH_ARGS=--help for options)
+	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check .
