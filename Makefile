@@ -34,7 +34,7 @@ test: venv localdeps ## lint, then every test (unit, integration, e2e)
 unit: venv ## unit tests only (no I/O)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: venv ## integration tests only (moto, chalice test client)
+integration: venv localdeps ## integration tests only (moto and DynamoDB Local, chalice test client)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 e2e: venv localdeps ## end-to-end tests against the local stack

@@ -252,44 +252,12 @@ class LocalStack:
     # ----------------------------------------------------------- components
 
     def _start_dynamodb_local(self, env: dict[str, str]) -> str:
-        jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR") or DEFAULT_JAR)
-        lib = jar.parent / "DynamoDBLocal_lib"
-        if not jar.is_file() or not lib.is_dir():
-            raise StartupError(f"DynamoDB Local is not installed at {jar}: run `make localdeps`")
-        java = shutil.which("java")
-        if java is None:
-            raise StartupError("java is not installed: run `make localdeps`")
-        port = free_port()
-        args = ["-port", str(port), "-sharedDb"]  # one database whatever the credentials/region
-        if self.options.in_memory:
-            args.append("-inMemory")
-        else:
+        data_dir = None
+        if not self.options.in_memory:
             DATA_DIR.mkdir(parents=True, exist_ok=True)
             self._lock_data_dir()
-            args += ["-dbPath", str(DATA_DIR)]
-        if (LAUNCHER_DIR / "LoopbackDynamoDBLocal.class").is_file():
-            main = ["-cp", f"{jar}{os.pathsep}{LAUNCHER_DIR}", f"-Ddynamodb.local.host={HOST}", "LoopbackDynamoDBLocal"]
-        else:
-            log.warning(
-                "no loopback launcher in %s (run `make localdeps`): DynamoDB Local listens on all interfaces",
-                LAUNCHER_DIR,
-            )
-            main = ["-jar", str(jar)]
-        child = self._dynamodb = spawn(
-            "DynamoDB Local", [java, f"-Djava.library.path={lib}", *main, *args], env, capture=True
-        )
-        endpoint = f"http://{HOST}:{port}"
-        probe = _client("dynamodb", endpoint, quick=True)
-
-        def answers() -> bool:
-            try:
-                probe.list_tables(Limit=1)
-            except Exception:
-                return False
-            return True
-
-        self._wait_until(answers, "DynamoDB Local", child)
-        log.info("DynamoDB Local on %s (%s)", endpoint, "in memory" if self.options.in_memory else DATA_DIR)
+            data_dir = DATA_DIR
+        self._dynamodb, endpoint = start_dynamodb_local(env, data_dir, should_stop=self._check_stop)
         return endpoint
 
     def _lock_data_dir(self) -> None:
@@ -365,6 +333,57 @@ class LocalStack:
             )
             self._workers.append(start_in_thread(poller, self._worker_stop))
             log.info("%s polls %s (retries after %d s)", source.name, queue, self.options.retry_delay)
+
+
+def start_dynamodb_local(
+    env: dict[str, str], data_dir: Path | None = None, should_stop: Callable[[], None] = lambda: None
+) -> tuple[Child, str]:
+    """Starts DynamoDB Local on a free loopback port (in memory unless given a data dir)."""
+    jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR") or DEFAULT_JAR)
+    lib = jar.parent / "DynamoDBLocal_lib"
+    if not jar.is_file() or not lib.is_dir():
+        raise StartupError(f"DynamoDB Local is not installed at {jar}: run `make localdeps`")
+    java = shutil.which("java")
+    if java is None:
+        raise StartupError("java is not installed: run `make localdeps`")
+    port = free_port()
+    args = ["-port", str(port), "-sharedDb"]  # one database whatever the credentials/region
+    args += ["-dbPath", str(data_dir)] if data_dir is not None else ["-inMemory"]
+    if (LAUNCHER_DIR / "LoopbackDynamoDBLocal.class").is_file():
+        main = ["-cp", f"{jar}{os.pathsep}{LAUNCHER_DIR}", f"-Ddynamodb.local.host={HOST}", "LoopbackDynamoDBLocal"]
+    else:
+        log.warning(
+            "no loopback launcher in %s (run `make localdeps`): DynamoDB Local listens on all interfaces",
+            LAUNCHER_DIR,
+        )
+        main = ["-jar", str(jar)]
+    child = spawn("DynamoDB Local", [java, f"-Djava.library.path={lib}", *main, *args], env, capture=True)
+    endpoint = f"http://{HOST}:{port}"
+    probe = _client("dynamodb", endpoint, quick=True)
+
+    def answers() -> bool:
+        try:
+            probe.list_tables(Limit=1)
+        except Exception:
+            return False
+        return True
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    try:
+        while not answers():
+            should_stop()
+            if child.process.poll() is not None:
+                raise StartupError(f"DynamoDB Local exited with code {child.process.returncode}{_tail(child)}")
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"DynamoDB Local did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s{_tail(child)}"
+                )
+            time.sleep(0.1)
+    except BaseException:
+        child.stop()
+        raise
+    log.info("DynamoDB Local on %s (%s)", endpoint, data_dir or "in memory")
+    return child, endpoint
 
 
 def _client(service: str, endpoint: str, *, quick: bool = False, long_poll: bool = False) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from moto import mock_aws
 from app import app
 from tests.conftest import TokenFactory
 from tools import resources
+from tools.localstack import start_dynamodb_local
 
 
 @dataclass
@@ -68,13 +71,33 @@ class Aws:
             messages.extend(batch)
 
 
-@pytest.fixture
-def aws(app_env: None) -> Iterator[Aws]:
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[str]:
+    """AWS's DynamoDB Local, in memory, for the whole session (started on first use)."""
+    child, endpoint = start_dynamodb_local(dict(os.environ))
+    try:
+        yield endpoint
+    finally:
+        child.stop()
+
+
+# Every test runs on moto and again on DynamoDB Local: moto accepts some requests
+# DynamoDB refuses (a filter on an index key, for one), DynamoDB Local does not.
+@pytest.fixture(params=["moto", "dynamodb-local"])
+def aws(request: pytest.FixtureRequest, app_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    stage = "test"
+    if request.param == "dynamodb-local":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_local"))
+        stage = f"test-{uuid.uuid4().hex[:12]}"  # a table of its own, in a shared emulator
+        monkeypatch.setenv("TABLE_NAME", f"booking-{stage}")
+        monkeypatch.setenv("DECLINES_QUEUE_NAME", f"booking-declines-{stage}")
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
-        outputs = resources.apply(dynamodb, sqs, stage="test")
+        outputs = resources.apply(dynamodb, sqs, stage=stage)
         yield Aws(dynamodb=dynamodb, sqs=sqs, outputs=outputs)
+        if request.param == "dynamodb-local":
+            dynamodb.delete_table(TableName=outputs["TableName"])
 
 
 @dataclass
