@@ -37,3 +37,29 @@ def test_log_lines_carry_correlation_and_ids_and_are_cleared(
     lines = _json_lines(caplog)
     assert lines and all("jobId" not in line for line in lines)
     assert lines[0]["correlation_id"] != refused[0]["correlation_id"]
+
+
+def _emf(out: str) -> dict[str, float]:
+    """Sums the metric values of every EMF blob printed."""
+    totals: dict[str, float] = {}
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blob = json.loads(line)
+            for metric in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                values = blob[metric["Name"]]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
+                    values if isinstance(values, list) else [values]
+                )
+    return totals
+
+
+def test_bookings_and_declines_are_counted_in_emf(api: Api, aws: Aws, client, capsys) -> None:
+    from tests.integration.conftest import run_worker
+
+    job = api.create_job("alice")
+    apps = [api.apply(f"n{i}", job["jobId"])["applicationId"] for i in range(3)]
+    capsys.readouterr()
+    api.book("alice", job["jobId"], apps[0])
+    assert _emf(capsys.readouterr().out) == {"Bookings": 1, "DeclinesQueued": 2}
+    run_worker(client, aws)
+    assert _emf(capsys.readouterr().out) == {"DeclinesApplied": 2}
