@@ -1,0 +1,429 @@
+"""tools.deploy, step by step against moto, and as a whole against a moto server.
+
+A full `chalice deploy` of this app cannot run on moto (its API Gateway import takes
+OpenAPI 3 only, Chalice sends Swagger 2): the steps around it are tested here with
+moto's CloudFormation and Lambda, and the whole command runs against a moto server
+for an app with the worker only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tools import deploy
+from tools.resources import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture
+def moto(env: None) -> Iterator[boto3.session.Session]:
+    with mock_aws():
+        yield boto3.session.Session(region_name=REGION)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's Chalice settings, so the tests can write .chalice/deployed."""
+    (tmp_path / ".chalice").mkdir()
+    for path in (ROOT / ".chalice").glob("*.json"):
+        shutil.copy(path, tmp_path / ".chalice" / path.name)
+    return tmp_path
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+# ----------------------------------------------------------- resources stack
+
+
+def _template_resource(logical: str) -> dict[str, Any]:
+    return load_template()["Resources"][logical]["Properties"]
+
+
+def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.session.Session) -> None:
+    outputs = deploy.ensure_resources_stack(
+        moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1, out=_quiet
+    )
+
+    deploy.check_outputs_match_config(outputs, deploy.stage_environment("dev"))
+    table = moto.client("dynamodb").describe_table(TableName="booking-dev")["Table"]
+    spec = _template_resource("Table")
+    assert table["KeySchema"] == spec["KeySchema"]
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(spec["AttributeDefinitions"], key=str)
+    assert table["BillingModeSummary"]["BillingMode"] == spec["BillingMode"] == "PAY_PER_REQUEST"
+    assert {g["IndexName"]: (g["KeySchema"], g["Projection"]) for g in table["GlobalSecondaryIndexes"]} == {
+        g["IndexName"]: (g["KeySchema"], g["Projection"]) for g in spec["GlobalSecondaryIndexes"]
+    }
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {
+        "jobApplications",
+        "applicantApplications",
+        "openJobs",
+    }
+    # moto's CloudFormation ignores these two; the template must still ask for them.
+    assert spec["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert spec["SSESpecification"] == {"SSEEnabled": True}
+
+    sqs = moto.client("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["DeclinesQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=outputs["DeclinesDeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    queue_spec, dlq_spec = _template_resource("DeclinesQueue"), _template_resource("DeclinesDeadLetterQueue")
+    assert queue["VisibilityTimeout"] == "180"  # the Stage-independent parameter default
+    assert queue["MessageRetentionPeriod"] == str(queue_spec["MessageRetentionPeriod"])
+    assert queue["ReceiveMessageWaitTimeSeconds"] == str(queue_spec["ReceiveMessageWaitTimeSeconds"]) == "20"
+    assert json.loads(queue["RedrivePolicy"]) == {
+        "deadLetterTargetArn": outputs["DeclinesDeadLetterQueueArn"],
+        "maxReceiveCount": 5,
+    }
+    assert queue["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
+    assert dlq["MessageRetentionPeriod"] == str(dlq_spec["MessageRetentionPeriod"]) == "1209600"
+    assert "RedrivePolicy" not in dlq
+
+
+def test_resources_stack_can_be_deployed_again(moto: boto3.session.Session) -> None:
+    cfn, ddb = moto.client("cloudformation"), moto.client("dynamodb")
+    first = deploy.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=_quiet)
+    lines: list[str] = []
+
+    second = deploy.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=lines.append)
+
+    assert second == first
+    assert "    updating stack booking-resources-dev" in lines
+    assert cfn.describe_stacks(StackName="booking-resources-dev")["Stacks"][0]["StackStatus"].endswith("_COMPLETE")
+
+
+def test_resources_stack_stops_at_a_table_kept_from_an_earlier_stack(moto: boto3.session.Session) -> None:
+    ddb = moto.client("dynamodb")
+    ddb.create_table(
+        TableName="booking-dev",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    with pytest.raises(deploy.DeployError, match="booking-dev already exists outside CloudFormation"):
+        deploy.ensure_resources_stack(moto.client("cloudformation"), ddb, "dev", wait_delay=0.1, out=_quiet)
+
+
+def test_outputs_that_disagree_with_config_stop_the_deploy() -> None:
+    outputs = {"TableName": "booking-dev", "DeclinesQueueName": "booking-declines-elsewhere"}
+    with pytest.raises(deploy.DeployError, match="DECLINES_QUEUE_NAME='booking-declines-dev'"):
+        deploy.check_outputs_match_config(outputs, deploy.stage_environment("dev"))
+
+
+def test_the_local_stage_is_not_deployable() -> None:
+    with pytest.raises(deploy.DeployError, match="local stack"):
+        deploy.require_deployable("local")
+    with pytest.raises(deploy.DeployError, match=r"not in \.chalice/config\.json"):
+        deploy.require_deployable("staging")
+
+
+# ------------------------------------------------- partial batch responses
+
+
+def _worker_subscription(session: boto3.session.Session, stage: str = "dev") -> dict[str, Any]:
+    """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
+    iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    name = deploy.function_name("babysitting-booking", stage, "decline_worker")
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("app.py", "def decline_worker(event, context):\n    return {}\n")
+    function_arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.decline_worker",
+        Code={"ZipFile": code.getvalue()},
+    )["FunctionArn"]
+    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
+    return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
+
+
+def _deployed(sub: dict[str, Any], url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/") -> dict:
+    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the worker and the API)."""
+    return {
+        "resources": [
+            {"name": "decline_worker", "resource_type": "lambda_function", "lambda_arn": sub["function_arn"]},
+            {
+                "name": "decline_worker-sqs-event-source",
+                "resource_type": "sqs_event",
+                "queue_arn": sub["queue_arn"],
+                "event_uuid": sub["UUID"],
+                "queue": sub["queue"],
+                "lambda_arn": sub["function_arn"],
+            },
+            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123", "rest_api_url": url},
+        ],
+        "schema_version": "2.0",
+        "backend": "api",
+    }
+
+
+def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.Session) -> None:
+    sub = _worker_subscription(moto)
+    lam = moto.client("lambda")
+    assert not lam.get_event_source_mapping(UUID=sub["UUID"]).get("FunctionResponseTypes")
+    uuid = deploy.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
+    assert uuid == sub["UUID"]
+
+    mapping = deploy.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
+
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert lam.get_event_source_mapping(UUID=uuid)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Again: nothing to change, still verified.
+    lines: list[str] = []
+    deploy.enable_partial_batch_responses(lam, uuid, poll=0, out=lines.append)
+    assert any("already set" in line for line in lines) and any("verified" in line for line in lines)
+
+
+class _IgnoresUpdates:
+    """A Lambda client whose updates are accepted and not applied."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def update_event_source_mapping(self, **_: Any) -> dict:
+        return {}
+
+
+def test_a_setting_that_does_not_read_back_fails_the_deploy(moto: boto3.session.Session) -> None:
+    sub = _worker_subscription(moto)
+    with pytest.raises(deploy.DeployError, match="failed declines would be deleted"):
+        deploy.enable_partial_batch_responses(_IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet)
+
+
+def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> None:
+    with pytest.raises(deploy.DeployError, match="not found"):
+        deploy.enable_partial_batch_responses(moto.client("lambda"), "00000000-0000-0000-0000-000000000000", out=_quiet)
+
+
+def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
+    sub = {"function_arn": "arn:aws:lambda:r:1:function:babysitting-booking-dev-decline_worker", "UUID": "u"}
+    sub |= {"queue_arn": "arn:aws:sqs:r:1:booking-declines-dev", "queue": "booking-declines-dev"}
+    deployed = _deployed(sub)
+    with pytest.raises(deploy.DeployError, match="found 0"):
+        deploy.worker_event_source_uuid(deployed, "booking-declines-prod")
+    deployed["resources"].append(dict(deployed["resources"][1], name="copy"))
+    with pytest.raises(deploy.DeployError, match="found 2"):
+        deploy.worker_event_source_uuid(deployed, "booking-declines-dev")
+    assert deploy.api_url(deployed) == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
+
+
+# ---------------------------------------------------------- deploy, destroy
+
+
+class FakeChalice:
+    """Stands in for the chalice CLI: records commands; `deploy` does what Chalice would."""
+
+    def __init__(self, session: boto3.session.Session, project: Path, exit_code: int = 0) -> None:
+        self.session, self.project, self.exit_code = session, project, exit_code
+        self.commands: list[list[str]] = []
+
+    def __call__(self, command: Sequence[str], extra_env: dict[str, str]) -> int:
+        self.commands.append(list(command))
+        if self.exit_code:
+            return self.exit_code
+        if "deploy" in command:
+            stage = command[command.index("--stage") + 1]
+            sub = _worker_subscription(self.session, stage)
+            deployed = self.project / ".chalice" / "deployed"
+            deployed.mkdir(exist_ok=True)
+            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub)))
+        if "delete" in command:
+            (self.project / ".chalice" / "deployed" / "dev.json").unlink()
+        return 0
+
+
+def test_deploy_runs_the_three_steps_and_prints_the_api_url(moto: boto3.session.Session, project: Path) -> None:
+    chalice = FakeChalice(moto, project)
+    lines: list[str] = []
+
+    url = deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
+
+    assert url == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
+    assert chalice.commands == [deploy.chalice_command("deploy", "--stage", "dev", project_dir=project)]
+    assert chalice.commands[0][1:3] == ["--project-dir", str(project)]
+    lam = moto.client("lambda")
+    (mapping,) = lam.list_event_source_mappings()["EventSourceMappings"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert lines[-1] == f"    API: {url}"
+    assert moto.client("cloudformation").describe_stacks(StackName="booking-resources-dev")["Stacks"]
+
+
+def test_deploy_stops_at_a_failing_chalice_deploy(moto: boto3.session.Session, project: Path) -> None:
+    chalice = FakeChalice(moto, project, exit_code=2)
+
+    with pytest.raises(deploy.DeployError, match=r"`chalice deploy --stage dev` failed \(exit 2\)"):
+        deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+
+    assert moto.client("lambda").list_event_source_mappings()["EventSourceMappings"] == []
+
+
+def test_deploy_stops_without_credentials(env: None, monkeypatch: pytest.MonkeyPatch, project: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(project / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    session = boto3.session.Session(region_name=REGION)
+    with pytest.raises(deploy.DeployError, match="no AWS credentials"):
+        deploy.deploy("dev", session=session, run=FakeChalice(session, project), project_dir=project, out=_quiet)
+
+
+def test_destroy_deletes_the_stage_and_keeps_the_table(moto: boto3.session.Session, project: Path) -> None:
+    chalice = FakeChalice(moto, project)
+    deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    lines: list[str] = []
+
+    deploy.destroy("dev", yes=True, session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
+
+    assert chalice.commands[-1] == deploy.chalice_command("delete", "--stage", "dev", project_dir=project)
+    cfn = moto.client("cloudformation")
+    assert deploy._stack(cfn, "booking-resources-dev") is None
+    assert not [u for u in moto.client("sqs").list_queues().get("QueueUrls", []) if "booking-declines" in u]
+    assert "booking-dev" in moto.client("dynamodb").list_tables()["TableNames"]  # DeletionPolicy Retain
+    assert any("table booking-dev is kept (DeletionPolicy Retain)" in line for line in lines)
+    # Deploying again stops at the retained table, with instructions.
+    with pytest.raises(deploy.DeployError, match="delete-table --table-name booking-dev"):
+        deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+
+
+@pytest.mark.parametrize("answer", ["prod", "", "yes", EOFError()])
+def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
+    moto: boto3.session.Session, project: Path, answer: Any
+) -> None:
+    deploy.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    chalice = FakeChalice(moto, project)
+
+    def ask(_: str) -> str:
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    with pytest.raises(deploy.DeployError, match="not confirmed"):
+        deploy.destroy("dev", session=moto, run=chalice, ask=ask, project_dir=project, out=_quiet)
+
+    assert chalice.commands == []
+    assert deploy._stack(moto.client("cloudformation"), "booking-resources-dev") is not None
+
+
+def test_destroy_goes_on_when_the_stage_name_is_typed(moto: boto3.session.Session, project: Path) -> None:
+    deploy.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    deploy.destroy("dev", session=moto, ask=lambda _: " dev\n", project_dir=project, wait_delay=0.1, out=_quiet)
+    assert deploy._stack(moto.client("cloudformation"), "booking-resources-dev") is None
+
+
+# ------------------------------------------------ the whole command, moto server
+
+WORKER_ONLY_APP = """
+import os
+
+from chalice import Chalice
+
+app = Chalice(app_name="babysitting-booking")
+
+
+@app.on_sqs_message(
+    queue=os.environ.get("DECLINES_QUEUE_NAME", "booking-declines"),
+    batch_size=10,
+    maximum_concurrency=int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5")),
+)
+def decline_worker(event):
+    return {"batchItemFailures": []}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server in its own process (an in-process one would share state with mock_aws)."""
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)  # noqa: S310 - local test server
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_deploy_end_to_end_against_a_moto_server(moto_server: str, tmp_path: Path) -> None:
+    # Given the project's real dev settings and worker policy, with an app that has the worker only
+    (tmp_path / ".chalice").mkdir()
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    functions = config["stages"]["dev"]["lambda_functions"]
+    config["stages"]["dev"]["lambda_functions"] = {"decline_worker": functions["decline_worker"]}
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    shutil.copy(ROOT / ".chalice" / "policy-dev-worker.json", tmp_path / ".chalice")
+    (tmp_path / "app.py").write_text(WORKER_ONLY_APP)
+    (tmp_path / "requirements.txt").write_text("")
+    session = boto3.session.Session(region_name=REGION)
+    assert os.environ["AWS_ENDPOINT_URL"] == moto_server
+
+    # When the deploy command runs, the real `chalice deploy` included, twice
+    for _ in range(2):
+        deploy.deploy("dev", session=session, project_dir=tmp_path, wait_delay=0.2, out=_quiet)
+
+    # Then Chalice recorded the subscription as expected, and it reports partial failures
+    deployed = json.loads((tmp_path / ".chalice" / "deployed" / "dev.json").read_text())
+    uuid = deploy.worker_event_source_uuid(deployed, "booking-declines-dev")
+    mapping = session.client("lambda").get_event_source_mapping(UUID=uuid)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["EventSourceArn"].endswith(":booking-declines-dev")
+    assert mapping["BatchSize"] == 10
+    function = session.client("lambda").get_function(FunctionName="babysitting-booking-dev-decline_worker")
+    assert function["Configuration"]["Timeout"] == 30
+    assert function["Concurrency"]["ReservedConcurrentExecutions"] == 5
+    assert len(session.client("lambda").list_event_source_mappings()["EventSourceMappings"]) == 1

@@ -1,0 +1,419 @@
+"""Each function's IAM policy file allows exactly the AWS calls its code makes.
+
+The app runs on moto behind Chalice's test client with the real wiring
+(``chalicelib.bootstrap``); a botocore hook on boto3's default session records every
+API call with the parameters it was made with, attributed to the function that was
+running. ``tools.iam_check`` maps the calls to IAM actions and ARNs, adds what Lambda
+does with the role (logs, X-Ray, the worker's SQS polling), and compares with the
+policy of every deployable stage, in both directions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from app import app, token_authorizer
+from chalicelib import bootstrap
+from chalicelib.declines import DeclineApplication
+from chalicelib.domain import new_id
+from chalicelib.store import DynamoStore
+from tests.conftest import AUDIENCE, ISSUER
+from tools import iam_check, resources
+from tools.deploy import FUNCTIONS, WORKER_FUNCTION, chalice_config, function_name, stage_environment
+from tools.iam_check import Call, Need
+
+STAGES = ("dev", "prod")
+# Not moto's defaults: the policies must not depend on a region or an account.
+REGION, ACCOUNT = "eu-west-1", "111122223333"
+TEST_TABLE, TEST_QUEUE = "booking-test", "booking-declines-test"
+
+
+class Recorder:
+    """Records API calls, with parameters, while a function label is set."""
+
+    def __init__(self) -> None:
+        self.label: str | None = None
+        self.calls: dict[str, list[Call]] = defaultdict(list)
+        self.invocations: Counter[str] = Counter()
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if self.label is not None:
+            self.calls[self.label].append(Call(model.service_model.service_name, model.name, copy.deepcopy(params)))
+
+    @contextmanager
+    def running(self, label: str) -> Iterator[None]:
+        previous, self.label = self.label, label
+        self.invocations[label] += 1
+        try:
+            yield
+        finally:
+            self.label = previous
+
+    def operations(self, label: str) -> set[str]:
+        return {f"{c.service}.{c.operation}" for c in self.calls[label]}
+
+
+class LaggingIndexStore(DynamoStore):
+    """The jobApplications index has not caught up with the job yet (real GSIs are eventually consistent)."""
+
+    def job_with_pending_applications(self, job_id: str) -> tuple[Any, list[str]]:
+        _, pending = super().job_with_pending_applications(job_id)
+        return None, pending
+
+
+def _sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{TEST_QUEUE}",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+@pytest.fixture(scope="module")
+def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
+    """Runs every code path of the three functions once, recording their AWS calls."""
+    rec = Recorder()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE"):
+            mp.delenv(name, raising=False)
+        env = {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "TABLE_NAME": TEST_TABLE,
+            "DECLINES_QUEUE_NAME": TEST_QUEUE,
+            "DECLINES_PARTIAL_BATCH_RESPONSES": "true",
+            "AUTH_ISSUER": ISSUER,
+            "AUTH_AUDIENCE": AUDIENCE,
+            "AUTH_JWKS": json.dumps(jwks),
+            "ENQUEUE_BACKOFF_MS": "1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        for name, value in env.items():
+            mp.setenv(name, value)
+        with mock_aws():
+            # The test's own clients come from a separate session and are never recorded.
+            harness = boto3.session.Session(region_name="us-east-1")
+            ddb, sqs = harness.client("dynamodb"), harness.client("sqs")
+            outputs = resources.apply(ddb, sqs, stage="test")
+            # Every client the app creates from here on carries the hook.
+            boto3.setup_default_session(region_name="us-east-1")
+            boto3.DEFAULT_SESSION.events.register("before-parameter-build.*.*", rec)
+            bootstrap.reset()
+            # The authorizer runs inside each HTTP request: label its calls separately.
+            real_authorizer = token_authorizer.func
+
+            def labelled_authorizer(auth_request: Any) -> Any:
+                with rec.running("token_authorizer"):
+                    return real_authorizer(auth_request)
+
+            mp.setattr(token_authorizer, "func", labelled_authorizer)
+            try:
+                _exercise(rec, Client(app, stage_name="iam-test"), make_token, sqs, outputs, harness)
+            finally:
+                bootstrap.reset()
+                boto3.DEFAULT_SESSION = None
+    yield rec
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs: dict, harness: Any) -> None:
+    def call(method: str, path: str, user: str | None, groups: list[str], body: Any = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if user:
+            headers["Authorization"] = f"Bearer {make_token(user, groups)}"
+        with rec.running("api_handler"):
+            resp = getattr(client.http, method.lower())(
+                path, headers=headers, body=json.dumps(body) if body is not None else None
+            )
+        return resp.status_code, json.loads(resp.body) if resp.body else None
+
+    parent, nanny = ["parents"], ["nannies"]
+    start = datetime.now(UTC) + timedelta(days=2)
+    job = {"title": "Friday night", "startsAt": _iso(start), "endsAt": _iso(start + timedelta(hours=5))}
+
+    # Authorizer only: no token, a bad token.
+    assert call("GET", "/jobs", None, parent)[0] == 401
+    status, _ = call("GET", "/jobs", "mallory", [])
+    assert status in (401, 403)
+
+    # A job, twelve applications (the declines need two SendMessageBatch calls), one duplicate.
+    status, created = call("POST", "/jobs", "alice", parent, job)
+    assert status == 201, created
+    job_id = created["jobId"]
+    apps = []
+    for i in range(12):
+        status, body = call("POST", f"/jobs/{job_id}/applications", f"nanny{i}", nanny, {"message": "hi"})
+        assert status == 201, body
+        apps.append(body["applicationId"])
+    assert call("POST", f"/jobs/{job_id}/applications", "nanny0", nanny, {})[0] == 409
+
+    # Every read, with a second page where there is one.
+    status, page = call("GET", "/jobs?limit=1", "nanny0", nanny)
+    assert status == 200 and page["items"]
+    call("POST", "/jobs", "carol", parent, job)
+    status, page = call("GET", "/jobs?limit=1", "nanny0", nanny)
+    assert status == 200 and page["nextToken"]
+    assert call("GET", f"/jobs?limit=1&nextToken={page['nextToken']}", "nanny0", nanny)[0] == 200
+    assert call("GET", f"/jobs/{job_id}", "nanny0", nanny)[0] == 200
+    status, page = call("GET", f"/jobs/{job_id}/applications?limit=5", "alice", parent)
+    assert status == 200 and page["nextToken"]
+    assert call("GET", f"/jobs/{job_id}/applications?limit=5&nextToken={page['nextToken']}", "alice", parent)[0] == 200
+    assert call("GET", "/me/jobs", "alice", parent)[0] == 200
+    assert call("GET", "/me/applications", "nanny0", nanny)[0] == 200
+
+    # Booking: refusals first, then the booking, then its replay.
+    assert call("POST", f"/jobs/{job_id}/book", "bob", parent, {"applicationId": apps[0]})[0] in (403, 404)
+    assert call("POST", f"/jobs/{job_id}/book", "alice", parent, {"applicationId": new_id()})[0] == 404
+    status, booked = call("POST", f"/jobs/{job_id}/book", "alice", parent, {"applicationId": apps[0]})
+    assert status == 200 and booked["declinesQueued"] == 11, booked
+    assert call("POST", f"/jobs/{job_id}/book", "alice", parent, {"applicationId": apps[0]})[0] == 200
+    assert call("POST", f"/jobs/{job_id}/book", "alice", parent, {"applicationId": apps[1]})[0] == 409
+    assert call("POST", f"/jobs/{job_id}/applications", "nanny99", nanny, {})[0] == 409
+
+    # A booking that reads the job back itself, because the index has not caught up.
+    _, lagging_job = call("POST", "/jobs", "alice", parent, job)
+    _, lagging_app = call("POST", f"/jobs/{lagging_job['jobId']}/applications", "nanny0", nanny, {})
+    bootstrap.reset()
+    bootstrap.override(store=LaggingIndexStore(bootstrap.dynamodb_client(), TEST_TABLE))
+    status, body = call(
+        "POST", f"/jobs/{lagging_job['jobId']}/book", "alice", parent, {"applicationId": lagging_app["applicationId"]}
+    )
+    assert status == 200, body
+    bootstrap.reset()
+
+    # The worker: everything queued (declines twice over, from the replay), plus an
+    # accepted application, an unknown one and a malformed message.
+    queue_url = outputs["DeclinesQueueUrl"]
+    for body in (
+        DeclineApplication(job_id, apps[0]).to_json(),
+        DeclineApplication(job_id, new_id()).to_json(),
+        "not json",
+    ):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    handled = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages")
+        if not messages:
+            break
+        with rec.running(WORKER_FUNCTION):
+            result = client.lambda_.invoke(WORKER_FUNCTION, _sqs_event(messages)).payload
+        handled += len(messages) - len(result["batchItemFailures"])
+        for m in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    assert handled == 11 + 11 + 2
+    statuses = {
+        item["applicationId"]["S"]: item["status"]["S"]
+        for item in harness.client("dynamodb").scan(TableName=TEST_TABLE)["Items"]
+        if item["type"]["S"] == "APPLICATION" and item["jobId"]["S"] == job_id
+    }
+    assert statuses == {apps[0]: "ACCEPTED", **dict.fromkeys(apps[1:], "DECLINED")}
+
+
+def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
+    env = stage_environment(stage)
+    rename = {TEST_TABLE: env["TABLE_NAME"], TEST_QUEUE: env["DECLINES_QUEUE_NAME"]}
+    cfg = chalice_config(stage, function)
+    needs = [n for c in rec.calls[function] for n in iam_check.needs_for_call(c, REGION, ACCOUNT, rename)]
+    needs += iam_check.runtime_needs(
+        function_name(cfg.app_name, stage, function),
+        REGION,
+        ACCOUNT,
+        xray=bool(cfg.xray_enabled),
+        polled_queue=env["DECLINES_QUEUE_NAME"] if function == WORKER_FUNCTION else None,
+    )
+    return needs
+
+
+# ------------------------------------------------------------------ the check
+
+
+def test_every_code_path_was_exercised(recorder: Recorder) -> None:
+    # The authorizer ran for every request with a token, under its own label.
+    assert recorder.invocations["token_authorizer"] >= recorder.invocations["api_handler"] - 1 > 30
+    assert recorder.invocations[WORKER_FUNCTION] >= 3
+    assert recorder.operations("api_handler") == {
+        "dynamodb.PutItem",
+        "dynamodb.Query",
+        "dynamodb.GetItem",
+        "dynamodb.TransactWriteItems",
+        "sqs.GetQueueUrl",
+        "sqs.SendMessageBatch",
+    }
+    # GetItem: a decline of an application that does not exist reads it back (no ALL_OLD item).
+    assert recorder.operations(WORKER_FUNCTION) == {"dynamodb.UpdateItem", "dynamodb.GetItem"}
+    assert recorder.operations("token_authorizer") == set()
+    transact = {
+        kind
+        for c in recorder.calls["api_handler"]
+        if c.operation == "TransactWriteItems"
+        for i in c.params["TransactItems"]
+        for kind in i
+    }
+    assert transact == {"ConditionCheck", "Put", "Update"}
+    indexes = {c.params.get("IndexName") for c in recorder.calls["api_handler"] if c.operation == "Query"}
+    assert indexes == {None, "jobApplications", "applicantApplications", "openJobs"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_policy_allows_exactly_what_the_function_does(recorder: Recorder, stage: str, function: str) -> None:
+    path, policy = iam_check.function_policy(stage, function)
+
+    report = iam_check.compare(policy, _needs(recorder, stage, function))
+
+    assert report.ok, f"{path.name}:\n{report}"
+
+
+def test_every_deployable_function_has_its_own_policy_file() -> None:
+    files = set()
+    for stage in STAGES:
+        for function in FUNCTIONS:
+            cfg = chalice_config(stage, function)
+            assert cfg.autogen_policy is False
+            path, _ = iam_check.function_policy(stage, function)
+            files.add(path.name)
+    assert len(files) == len(STAGES) * len(FUNCTIONS)
+
+
+# ----------------------------------------------- the check can fail, and says why
+
+
+def _edited(stage: str, function: str, edit: Any) -> dict[str, Any]:
+    _, policy = iam_check.function_policy(stage, function)
+    policy = copy.deepcopy(policy)
+    edit({st["Sid"]: st for st in policy["Statement"]}, policy)
+    return policy
+
+
+def test_a_missing_transaction_item_action_is_reported(recorder: Recorder) -> None:
+    def drop(st: dict, _: dict) -> None:
+        st["BookingTable"]["Action"].remove("dynamodb:ConditionCheckItem")
+
+    report = iam_check.compare(_edited("dev", "api_handler", drop), _needs(recorder, "dev", "api_handler"))
+
+    assert [str(n) for n in report.missing] == [
+        f"dynamodb:ConditionCheckItem on arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/booking-dev"
+    ]
+
+
+def test_a_query_on_an_index_needs_the_index_arn(recorder: Recorder) -> None:
+    def drop(st: dict, policy: dict) -> None:
+        policy["Statement"].remove(st["BookingTableIndexes"])
+
+    report = iam_check.compare(_edited("prod", "api_handler", drop), _needs(recorder, "prod", "api_handler"))
+
+    assert {n.resource.rsplit("/", 1)[-1] for n in report.missing} == {
+        "jobApplications",
+        "applicantApplications",
+        "openJobs",
+    }
+
+
+def test_a_write_the_code_never_makes_is_reported(recorder: Recorder) -> None:
+    def add(st: dict, _: dict) -> None:
+        st["DeclineApplications"]["Action"].append("dynamodb:DeleteItem")
+
+    report = iam_check.compare(_edited("dev", WORKER_FUNCTION, add), _needs(recorder, "dev", WORKER_FUNCTION))
+
+    assert report.unused == [("dynamodb:DeleteItem", "arn:aws:dynamodb:*:*:table/booking-dev")]
+
+
+def test_the_worker_needs_every_polling_action(recorder: Recorder) -> None:
+    def drop(st: dict, _: dict) -> None:
+        st["PollDeclines"]["Action"].remove("sqs:ChangeMessageVisibility")
+
+    report = iam_check.compare(_edited("dev", WORKER_FUNCTION, drop), _needs(recorder, "dev", WORKER_FUNCTION))
+
+    assert [n.action for n in report.missing] == ["sqs:ChangeMessageVisibility"]
+
+
+def test_the_other_stage_s_table_does_not_count(recorder: Recorder) -> None:
+    def swap(st: dict, _: dict) -> None:
+        st["BookingTable"]["Resource"] = ["arn:aws:dynamodb:*:*:table/booking-prod"]
+
+    report = iam_check.compare(_edited("dev", "api_handler", swap), _needs(recorder, "dev", "api_handler"))
+
+    assert report.missing and report.unused
+
+
+def test_wildcards_are_reported(recorder: Recorder) -> None:
+    def widen(st: dict, _: dict) -> None:
+        st["DeclineApplications"]["Action"] = ["dynamodb:*"]
+        st["PollDeclines"]["Resource"] = "*"
+
+    report = iam_check.compare(_edited("dev", WORKER_FUNCTION, widen), _needs(recorder, "dev", WORKER_FUNCTION))
+
+    assert "action dynamodb:* (DeclineApplications)" in report.broad
+    assert "sqs:ReceiveMessage on * (PollDeclines)" in report.broad
+
+
+def test_the_authorizer_may_not_read_the_table(recorder: Recorder) -> None:
+    def add(_: dict, policy: dict) -> None:
+        policy["Statement"].append(
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": ["arn:aws:dynamodb:*:*:table/booking-dev"]}
+        )
+
+    report = iam_check.compare(_edited("dev", "token_authorizer", add), _needs(recorder, "dev", "token_authorizer"))
+
+    assert report.unused == [("dynamodb:GetItem", "arn:aws:dynamodb:*:*:table/booking-dev")]
+
+
+# ----------------------------------------------------------- the mapping itself
+
+
+def test_transactions_need_the_action_of_each_item() -> None:
+    call = Call(
+        "dynamodb",
+        "TransactWriteItems",
+        {
+            "TransactItems": [
+                {"ConditionCheck": {"TableName": "t"}},
+                {"Put": {"TableName": "t"}},
+                {"Update": {"TableName": "u"}},
+                {"Delete": {"TableName": "u"}},
+            ]
+        },
+    )
+    assert [str(n) for n in iam_check.needs_for_call(call, "r", "1")] == [
+        "dynamodb:ConditionCheckItem on arn:aws:dynamodb:r:1:table/t",
+        "dynamodb:PutItem on arn:aws:dynamodb:r:1:table/t",
+        "dynamodb:UpdateItem on arn:aws:dynamodb:r:1:table/u",
+        "dynamodb:DeleteItem on arn:aws:dynamodb:r:1:table/u",
+    ]
+
+
+def test_batch_sends_need_send_message_on_the_queue() -> None:
+    call = Call("sqs", "SendMessageBatch", {"QueueUrl": "https://sqs.r.amazonaws.com/1/q", "Entries": []})
+    assert iam_check.needs_for_call(call, "r", "1") == [Need("sqs:SendMessage", "arn:aws:sqs:r:1:q")]
+
+
+def test_an_operation_without_a_mapping_fails_loudly() -> None:
+    with pytest.raises(iam_check.UnmappedOperation, match=r"dynamodb\.ExecuteStatement"):
+        iam_check.needs_for_call(Call("dynamodb", "ExecuteStatement", {}), "r", "1")
