@@ -303,12 +303,6 @@ class DynamoStore:
                 raise AlreadyApplied("You have already applied to this job.") from None
             raise ConcurrentUpdate("The job changed while applying; retry.") from None
 
-    def get_application(self, job_id: str, application_id: str) -> Application | None:
-        key = _application_key(job_id, application_id)
-        resp = self._call("get_item", TableName=self._table, Key=_key(key, key), ConsistentRead=True)
-        item = resp.get("Item")
-        return _application_from(_deserialize(item)) if item else None
-
     def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
         return self._page(
             _application_from,
@@ -354,17 +348,12 @@ class DynamoStore:
             params["Limit"] = self._page_size
         job: Job | None = None
         pending: list[str] = []
-        while True:
-            resp = self._call("query", **params)
-            for raw in resp.get("Items") or []:
-                if raw["GSI1SK"]["S"] == _JOB_SORT:
-                    job = _job_from(_deserialize(raw))
-                else:
-                    pending.append(raw["applicationId"]["S"])
-            last = resp.get("LastEvaluatedKey")
-            if not last:
-                return job, pending
-            params["ExclusiveStartKey"] = last
+        for raw in self._all_pages("query", params):
+            if raw["GSI1SK"]["S"] == _JOB_SORT:
+                job = _job_from(_deserialize(raw))
+            else:
+                pending.append(raw["applicationId"]["S"])
+        return job, pending
 
     def closed_jobs(self, page_size: int = 500) -> Iterator[Job]:
         """Every CLOSED job, by a filtered scan: for operations tools, not request paths."""
@@ -375,14 +364,8 @@ class DynamoStore:
             "ExpressionAttributeValues": {":job": _s("JOB"), ":closed": _s(JobStatus.CLOSED.value)},
             "Limit": page_size,
         }
-        while True:
-            resp = self._call("scan", **params)
-            for raw in resp.get("Items") or []:
-                yield _job_from(_deserialize(raw))
-            last = resp.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
+        for raw in self._all_pages("scan", params):
+            yield _job_from(_deserialize(raw))
 
     # -------------------------------------------------------------- booking
 
@@ -509,6 +492,17 @@ class DynamoStore:
             if _error_code(exc) in _THROTTLE_CODES:
                 _raise_unavailable(exc)
             raise
+
+    def _all_pages(self, operation: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The raw items of every page of a query or scan."""
+        params = dict(params)
+        while True:
+            resp = self._call(operation, **params)
+            yield from resp.get("Items") or []
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         """Runs a transaction, retrying only when another transaction got in the way."""
