@@ -1,0 +1,179 @@
+"""Part 1: booking latency against the number of applications per job, ours against the baseline.
+
+Both run in this process, against the local stack's DynamoDB Local and SQS, with
+the same boto3 clients (the ones ``chalicelib.bootstrap`` creates), interleaved
+booking by booking. Every booking gets a fresh job prepared beforehand. The
+declines go to a queue of their own that nothing consumes; it is emptied after
+each booking (not timed), so every booking starts on an empty queue, as it would
+on SQS, where a send does not depend on how deep the queue is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from bench.baseline import SeedBaseline
+from bench.dataset import prepare_jobs
+from bench.stack import Stack
+from bench.stats import CallCounter, CallTimer, latency_summary
+from chalicelib import bootstrap
+from chalicelib.declines import SQS_BATCH_LIMIT, DeclineApplication
+from chalicelib.domain import Caller, Role, new_id
+from chalicelib.observability import flush_metrics
+
+IMPLEMENTATIONS = ("ours", "baseline")
+WARMUP_APPLICATIONS = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...] = (1, 10, 100, 1000)
+    bookings: int = 30
+    bookings_at_1000: int = 5  # for every size of 1000 and more
+    warmup: int = 3
+
+    def bookings_for(self, size: int) -> int:
+        return self.bookings_at_1000 if size >= 1000 else self.bookings
+
+
+def expected_calls(impl: str, size: int, query_pages: int = 1) -> dict[str, int]:
+    """What each implementation should call for a job of ``size`` applications (one is accepted)."""
+    declines = size - 1
+    if impl == "ours":
+        calls = {"TransactWriteItems": 1, "Query": query_pages}
+        if declines:
+            calls["SendMessageBatch"] = math.ceil(declines / SQS_BATCH_LIMIT)
+        return calls
+    calls = {"Query": 1, "TransactWriteItems": 1}
+    if declines:
+        calls["SendMessage"] = declines
+    return calls
+
+
+def run(stack: Stack, queue_url: str, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
+    setup_db, setup_sqs = stack.client("dynamodb"), stack.client("sqs")
+    dynamodb, sqs = bootstrap.dynamodb_client(), bootstrap.sqs_client()
+    service = bootstrap.service()
+    baseline = SeedBaseline(dynamodb, sqs, stack.table, queue_url)
+    counter = CallCounter().attach(dynamodb, sqs)
+    timer = CallTimer().attach(dynamodb, sqs)
+    owners = [f"bench-p1-parent-{i}" for i in range(10)]
+
+    def book(impl: str, owner: str, job_id: str, application_id: str) -> int:
+        if impl == "ours":
+            caller = Caller(username=owner, roles=frozenset({Role.PARENT}))
+            return service.book(caller, job_id, application_id).declines_queued
+        return baseline.book(owner, job_id, application_id)
+
+    # Warm-up: clients, connection pools and the publisher's threads exist before timing.
+    warm = prepare_jobs(setup_db, stack.table, 2 * plan.warmup, WARMUP_APPLICATIONS, owners, "p1-warm")
+    for i, job in enumerate(warm):
+        book(IMPLEMENTATIONS[i % 2], job.owner, job.job_id, job.accepted)
+        flush_metrics()
+        empty_queue(setup_sqs, queue_url)
+    counter.take()
+    timer.take()
+
+    sizes: list[dict[str, Any]] = []
+    for size in plan.sizes:
+        count = plan.bookings_for(size)
+        started = time.monotonic()
+        jobs = prepare_jobs(setup_db, stack.table, 2 * count, size, owners, f"p1-n{size}")
+        say(f"  N={size}: {2 * count} jobs prepared in {time.monotonic() - started:.1f} s; booking...")
+        samples: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPLEMENTATIONS}
+        for i in range(count):
+            # Alternate which one goes first, so neither always follows the other.
+            order = IMPLEMENTATIONS if i % 2 == 0 else IMPLEMENTATIONS[::-1]
+            for k, impl in enumerate(order):
+                job = jobs[2 * i + k]
+                counter.take()
+                timer.take()
+                t0 = time.perf_counter()
+                queued = book(impl, job.owner, job.job_id, job.accepted)
+                elapsed_ms = (time.perf_counter() - t0) * 1000
+                calls, call_ms = counter.take(), timer.take()
+                flush_metrics()
+                empty_queue(setup_sqs, queue_url)
+                samples[impl].append({"ms": elapsed_ms, "queued": queued, "calls": calls, "call_ms": call_ms})
+        sizes.append(_summarize(size, samples))
+        ours, base = sizes[-1]["ours"], sizes[-1]["baseline"]
+        say(
+            f"  N={size}: ours p50 {ours['latency']['p50']:.1f} ms, baseline p50 {base['latency']['p50']:.1f} ms "
+            f"(x{sizes[-1]['ratio_p50']:.1f}); calls {ours['calls_per_booking']} vs {base['calls_per_booking']}"
+        )
+    costs = sqs_call_costs(sqs, queue_url, setup_sqs, 3 if plan.bookings < 10 else 30)
+    say(
+        f"  SQS emulator, empty queue: SendMessage p50 {costs['SendMessage']['p50']:.1f} ms, "
+        f"SendMessageBatch of 10 p50 {costs['SendMessageBatch']['p50']:.1f} ms, "
+        f"4 of those at once p50 {costs['4 x SendMessageBatch at once']['p50']:.1f} ms"
+    )
+    return {"plan": plan.__dict__ | {"sizes": list(plan.sizes)}, "sizes": sizes, "sqs_call_costs": costs}
+
+
+def sqs_call_costs(sqs: Any, queue_url: str, setup_sqs: Any, calls: int) -> dict[str, Any]:
+    """What the emulator takes, on a near-empty queue, for one SendMessage, one SendMessageBatch of 10,
+    and four such batches sent at once (as the publisher does): the wall time of each."""
+    body = DeclineApplication(new_id(), new_id()).to_json()
+    entries = [{"Id": str(i), "MessageBody": body} for i in range(SQS_BATCH_LIMIT)]
+
+    def batch(_: int = 0) -> None:
+        sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+
+    ops = {
+        "SendMessage": lambda: sqs.send_message(QueueUrl=queue_url, MessageBody=body),
+        "SendMessageBatch": batch,
+        "4 x SendMessageBatch at once": lambda: list(pool.map(batch, range(4))),
+    }
+    samples: dict[str, list[float]] = {op: [] for op in ops}
+    with ThreadPoolExecutor(4) as pool:
+        for i in range(calls):
+            for op in ops if i % 2 == 0 else reversed(ops):
+                t0 = time.perf_counter()
+                ops[op]()
+                samples[op].append((time.perf_counter() - t0) * 1000)
+            if i % 2 == 1:
+                empty_queue(setup_sqs, queue_url)
+    empty_queue(setup_sqs, queue_url)
+    return {op: latency_summary(ms) for op, ms in samples.items()}
+
+
+def empty_queue(sqs: Any, queue_url: str) -> None:
+    """Deletes and recreates the queue (same name, same URL): moto allows one PurgeQueue a minute."""
+    sqs.delete_queue(QueueUrl=queue_url)
+    created = sqs.create_queue(QueueName=queue_url.rsplit("/", 1)[-1])["QueueUrl"]
+    if created != queue_url:
+        raise RuntimeError(f"recreated queue has another URL: {created}")
+
+
+def _summarize(size: int, samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"applications": size}
+    for impl, runs in samples.items():
+        latencies = [r["ms"] for r in runs]
+        call_sets = Counter(tuple(sorted(r["calls"].items())) for r in runs)
+        typical = dict(call_sets.most_common(1)[0][0]) if call_sets else {}
+        time_in_calls: Counter[str] = Counter()
+        for r in runs:
+            time_in_calls.update(r["call_ms"])
+        pages = typical.get("Query", 1) if impl == "ours" else 1
+        expected = expected_calls(impl, size, pages)
+        out[impl] = {
+            "bookings": len(runs),
+            "latency": latency_summary(latencies),
+            "latencies_ms": latencies,
+            "calls_per_booking": typical,
+            "calls_total_per_booking": sum(typical.values()),
+            "calls_vary": len(call_sets) > 1,
+            "calls_expected": expected,
+            "calls_as_expected": all(dict(c) == expected for c in call_sets),
+            "declines_queued_ok": all(r["queued"] == size - 1 for r in runs),
+            "mean_ms_in_calls": {op: ms / len(runs) for op, ms in sorted(time_in_calls.items())},
+        }
+    for q in ("p50", "p95", "p99"):
+        out[f"ratio_{q}"] = out["baseline"]["latency"][q] / out["ours"]["latency"][q]
+    return out

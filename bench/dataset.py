@@ -1,0 +1,140 @@
+"""Jobs and their PENDING applications, written straight to the table before a measurement.
+
+Items are built by ``chalicelib.store``'s own mapping functions, so they are shaped
+exactly as the service writes them (the guard item as ``DynamoStore.add_application``
+writes it). ``BatchWriteItem`` is used for speed: setup is never timed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from chalicelib import store as store_module
+from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, format_time, new_id, utc_now
+
+BATCH_WRITE_LIMIT = 25
+WRITE_THREADS = 4
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    job_id: str
+    owner: str
+    application_ids: tuple[str, ...]
+
+    @property
+    def accepted(self) -> str:
+        """The application the benchmark books: the middle one, so neither end of the partition."""
+        return self.application_ids[len(self.application_ids) // 2]
+
+    @property
+    def declined(self) -> list[str]:
+        return [a for a in self.application_ids if a != self.accepted]
+
+
+def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[dict[str, Any]]]:
+    """One OPEN job with one PENDING application per applicant, as DynamoDB items."""
+    now = utc_now()
+    created = format_time(now)
+    starts = now + timedelta(days=3)
+    job = Job(
+        job_id=new_id(),
+        owner=owner,
+        status=JobStatus.OPEN,
+        title="Evening sitter (benchmark)",
+        starts_at=format_time(starts),
+        ends_at=format_time(starts + timedelta(hours=4)),
+        created_at=created,
+        hourly_rate=Decimal("15.00"),
+    )
+    items = [store_module._job_item(job)]
+    app_ids = []
+    for applicant in applicants:
+        app = Application(
+            application_id=new_id(),
+            job_id=job.job_id,
+            applicant=applicant,
+            status=ApplicationStatus.PENDING,
+            created_at=created,
+            updated_at=created,
+            message="Happy to help.",
+        )
+        app_ids.append(app.application_id)
+        guard = store_module._guard_key(job.job_id, applicant)
+        items.append({"PK": guard, "SK": guard, "type": "APPLICATION_GUARD", "applicationId": app.application_id})
+        items.append(store_module._application_item(app))
+    return PreparedJob(job.job_id, owner, tuple(app_ids)), [store_module._serialize(i) for i in items]
+
+
+def prepare_jobs(
+    dynamodb: Any, table: str, count: int, apps_per_job: int, owners: Sequence[str], tag: str
+) -> list[PreparedJob]:
+    """Writes ``count`` OPEN jobs with ``apps_per_job`` PENDING applications each."""
+    jobs: list[PreparedJob] = []
+    items: list[dict[str, Any]] = []
+    for i in range(count):
+        applicants = [f"{tag}-nanny-{k}" for k in range(apps_per_job)]
+        job, job_items = build_job(owners[i % len(owners)], applicants)
+        jobs.append(job)
+        items.extend(job_items)
+    write_items(dynamodb, table, items)
+    return jobs
+
+
+def write_items(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
+    chunks = [items[i : i + BATCH_WRITE_LIMIT] for i in range(0, len(items), BATCH_WRITE_LIMIT)]
+
+    def write(chunk: list[dict[str, Any]]) -> None:
+        request = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+        for attempt in range(20):
+            unprocessed = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not unprocessed:
+                return
+            request = unprocessed
+            time.sleep(0.05 * (attempt + 1))
+        raise RuntimeError("BatchWriteItem kept leaving items unprocessed")
+
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        list(pool.map(write, chunks))
+
+
+def statuses_of(dynamodb: Any, table: str, job_id: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The job item and ``{applicationId: status}`` of one job, read through the jobApplications index."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": store_module.JOB_APPLICATIONS_INDEX,
+        "KeyConditionExpression": "GSI1PK = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": store_module._job_partition(job_id)}},
+    }
+    job: dict[str, Any] | None = None
+    apps: dict[str, str] = {}
+    while True:
+        resp = dynamodb.query(**params)
+        for item in resp.get("Items") or []:
+            if item.get("type", {}).get("S") == "JOB":
+                job = item
+            else:
+                apps[item["applicationId"]["S"]] = item["status"]["S"]
+        if not resp.get("LastEvaluatedKey"):
+            return job, apps
+        params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def job_key(job: PreparedJob) -> dict[str, Any]:
+    return store_module._key(store_module._user_pk(job.owner), store_module._job_sk(job.job_id))
+
+
+def application_key(job_id: str, application_id: str) -> dict[str, Any]:
+    key = store_module._application_key(job_id, application_id)
+    return {"PK": {"S": key}, "SK": {"S": key}}
+
+
+def chunked(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

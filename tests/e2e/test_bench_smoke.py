@@ -1,0 +1,76 @@
+"""``python -m bench --smoke``: every part of the benchmarks runs once, tiny, and writes its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+SMOKE_TIMEOUT_SECONDS = 240
+
+
+def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path) -> None:
+    install = subprocess.run(  # noqa: S603 - fixed command
+        ["bash", str(PROJECT_ROOT / "tools" / "install-local-deps.sh")],  # noqa: S607
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr
+    out = tmp_path / "results"
+
+    run = subprocess.run(  # noqa: S603 - fixed command
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+    )
+
+    assert run.returncode == 0, f"stderr:\n{run.stderr[-6000:]}"
+    for name in ("latest.json", "latest.md", "book-latency.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "book-latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((out / "latest.json").read_text())
+    assert "error" not in results
+    assert results["smoke"] is True
+
+    # 1. Both implementations booked every job and made exactly the calls expected of them.
+    sizes = results["book_latency"]["sizes"]
+    assert [s["applications"] for s in sizes] == [1, 10]
+    for size in sizes:
+        for impl in ("ours", "baseline"):
+            assert size[impl]["bookings"] >= 1
+            assert size[impl]["declines_queued_ok"], size[impl]
+            assert size[impl]["calls_as_expected"], (size[impl]["calls_per_booking"], size[impl]["calls_expected"])
+    assert sizes[1]["ours"]["calls_per_booking"] == {"TransactWriteItems": 1, "Query": 1, "SendMessageBatch": 1}
+    assert sizes[1]["baseline"]["calls_total_per_booking"] == 11  # N + 1
+
+    # 2. Every request booked its job, every decline landed, nothing was lost.
+    load = results["http_load"]
+    assert load["requests"] == load["status_codes"].get("200") == 20
+    assert load["drain"]["drained"], load["drain"]
+    assert load["invariants"]["ok"], load["invariants"]
+    assert load["invariants"]["jobs_booked"] == 20
+    assert load["queues_after"] == {"booking-declines-local": 0, "booking-declines-dlq-local": 0}
+    assert set(load["latency"]) >= {"min", "mean", "p50", "p90", "p95", "p99", "max"}
+
+    # 3. The worker drained its whole backlog, through both queues.
+    worker = results["worker_throughput"]
+    for run_ in [level["worker"] for level in worker["levels"]] + [m["worker"] for m in worker["moto"]]:
+        assert run_["completed"] and run_["still_pending"] == 0 and run_["failed_records"] == 0, run_
+    assert all(level["raw_update_item"]["failed"] == 0 for level in worker["levels"])
+
+    # 4. The knee stepped the rate up, each step on a fresh stack, and every step kept the invariants.
+    steps = results["knee"]["steps"]
+    assert steps and all(step["invariants"]["ok"] for step in steps)
+
+    summary = (out / "latest.md").read_text()
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## Targets"):
+        assert heading in summary
