@@ -148,7 +148,8 @@ def json_body(raw: bytes | None) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the interpreter's stack, still just bad JSON.
         raise InvalidInput("The body is not valid JSON.", code="INVALID_JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
@@ -196,7 +197,10 @@ def instant(body: Mapping[str, Any], name: str) -> datetime:
         raise InvalidInput(f"{name} must be an ISO 8601 date-time.", code="INVALID_BODY", field=name) from None
     if parsed.tzinfo is None:
         raise InvalidInput(f"{name} must include a time zone (e.g. Z).", code="INVALID_BODY", field=name)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise InvalidInput(f"{name} is out of range.", code="INVALID_BODY", field=name) from None
 
 
 def new_job(body: Mapping[str, Any]) -> NewJob:

@@ -53,7 +53,8 @@ def test_a_job_body_is_normalized() -> None:
 
 def test_body_parsing_refuses_what_it_cannot_read() -> None:
     for raw, code in [(b"{", "INVALID_JSON"), (b"\xff", "INVALID_JSON"), (b"[]", "INVALID_BODY"),
-                      (b"NaN", "INVALID_JSON"), (b"x" * (http.MAX_BODY_BYTES + 1), "BODY_TOO_LARGE")]:  # fmt: skip
+                      (b"NaN", "INVALID_JSON"), (b"x" * (http.MAX_BODY_BYTES + 1), "BODY_TOO_LARGE"),
+                      (b"[" * 5_000 + b"]" * 5_000, "INVALID_JSON")]:  # fmt: skip
         with pytest.raises(InvalidInput) as err:
             http.json_body(raw)
         assert err.value.code == code
@@ -69,13 +70,16 @@ def test_body_parsing_refuses_what_it_cannot_read() -> None:
         ("title", "tab\x00null"),
         ("endsAt", f"{NEXT_YEAR}-05-01T18:00:00Z"),
         ("location", ["Leeds"]),
+        ("startsAt", "0001-01-01T00:00:00+01:00"),
+        ("endsAt", "9999-12-31T23:59:59-01:00"),
     ],
 )
 def test_job_rules(field, value) -> None:
     body = _job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-05-01T20:00:00Z")
     body[field] = value
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as err:
         http.new_job(body)
+    assert err.value.code == "INVALID_BODY"
 
 
 def test_a_job_lasts_at_most_a_month() -> None:
