@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import PROJECT_ROOT, Stack, point_at, prepare_environment, start_stack
+from tools.localstack import DEFAULT_POLLERS
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
 BOOK_QUEUE_NAME = "bench-book-declines"
@@ -47,6 +48,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="in-stack",
         help="moto's SQS server as the local stack runs it (a thread beside the queue poller, default) "
         "or in a process of its own",
+    )
+    p.add_argument(
+        "--pollers",
+        type=int,
+        default=DEFAULT_POLLERS,
+        help=f"the local stack's queue pollers (default {DEFAULT_POLLERS}, as in make local)",
     )
     p.add_argument(
         "--profile", action="store_true", help="py-spy profiles of the stack's Python processes during part 2"
@@ -132,7 +139,7 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
 
     @contextlib.contextmanager
     def fresh_stack(name: str) -> Iterator[Stack]:
-        stack = start_stack(workdir / f"stack-{name}", sqs_own_process=args.sqs == "own-process")
+        stack = start_stack(workdir / f"stack-{name}", sqs_own_process=args.sqs == "own-process", pollers=args.pollers)
         say(f"  {name}: local stack up, API {stack.api_url}")
         try:
             yield stack

