@@ -49,6 +49,9 @@ def flush_metrics() -> None:
     with _metrics_lock:
         if _metrics.metric_set:
             _metrics.flush_metrics()
+            # With POWERTOOLS_METRICS_DISABLED, flush_metrics keeps the values; left
+            # there they pile up and powertools prints them anyway at 100 per metric.
+            _metrics.clear_metrics()
 
 
 def start_invocation(correlation_id: str | None) -> None:
