@@ -43,13 +43,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--parts", type=_ints, default=(1, 2, 3, 4), help="which parts to run, e.g. 1,3 (default all)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the stack's log, Locust's plans and logs")
     p.add_argument(
-        "--sqs",
-        choices=("in-stack", "own-process"),
-        default="in-stack",
-        help="moto's SQS server as the local stack runs it (a thread beside the queue poller, default) "
-        "or in a process of its own",
-    )
-    p.add_argument(
         "--pollers",
         type=int,
         default=DEFAULT_POLLERS,
@@ -139,7 +132,7 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
 
     @contextlib.contextmanager
     def fresh_stack(name: str) -> Iterator[Stack]:
-        stack = start_stack(workdir / f"stack-{name}", sqs_own_process=args.sqs == "own-process", pollers=args.pollers)
+        stack = start_stack(workdir / f"stack-{name}", pollers=args.pollers)
         say(f"  {name}: local stack up, API {stack.api_url}")
         try:
             yield stack

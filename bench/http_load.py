@@ -80,8 +80,7 @@ def run_constant_rate(stack: Stack, spec: LoadSpec, workdir: Path, label: str, s
     if spec.warmup_requests:
         warm_up(stack, spec.warmup_requests, spec.apps_per_job, f"{label}-warm")
     watcher = DrainWatcher(setup_db, stack.table, jobs)
-    sqs_pid = stack.sqs_process.pid if stack.sqs_process is not None else None
-    processes = {**stack_processes(stack.ready["pid"], sqs_pid), "this process (drain watcher)": os.getpid()}
+    processes = {**stack_processes(stack.ready["pid"]), "this process (drain watcher)": os.getpid()}
     meter = CpuMeter(processes)
     profiler = None
     if spec.profile_dir:

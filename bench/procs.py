@@ -1,7 +1,7 @@
 """Where the CPU goes during a load: CPU time per process, and optional py-spy profiles.
 
-The local stack is one process tree: ``tools.localstack`` (moto's SQS server and the
-queue poller, in one Python process), DynamoDB Local (Java) and ``chalice local``.
+The local stack is one process tree: ``tools.localstack`` (the queue pollers) and its
+children, DynamoDB Local (Java), moto's SQS server (``tools.moto_sqs``) and ``chalice local``.
 """
 
 from __future__ import annotations
@@ -48,12 +48,9 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def stack_processes(stack_pid: int, sqs_pid: int | None = None) -> dict[str, int]:
+def stack_processes(stack_pid: int) -> dict[str, int]:
     """The stack's processes by role."""
-    if sqs_pid is None:
-        found = {"moto SQS + queue poller (tools.localstack)": stack_pid}
-    else:
-        found = {"queue poller (tools.localstack)": stack_pid, "moto SQS (tools.moto_sqs)": sqs_pid}
+    found = {"queue pollers (tools.localstack)": stack_pid}
     for child in children(stack_pid):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -61,6 +58,8 @@ def stack_processes(stack_pid: int, sqs_pid: int | None = None) -> dict[str, int
             continue
         if "DynamoDBLocal" in cmdline:
             found["DynamoDB Local (java)"] = child
+        elif "tools.moto_sqs" in cmdline:
+            found["moto SQS (tools.moto_sqs)"] = child
         elif "chalice" in cmdline:
             found["chalice local (API)"] = child
     return found

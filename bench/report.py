@@ -200,8 +200,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Python {m['python']} on {m['platform']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         f"- Command: `{' '.join(['python -m bench', *results['argv']])}`"
         + (" (smoke run)" if results["smoke"] else ""),
-        "- Everything on loopback: DynamoDB Local (Java), moto's SQS server, `chalice local` (one Python process, "
-        "a thread per connection) and its in-process queue poller, the load generator, this process. "
+        "- Everything on loopback: DynamoDB Local (Java), moto's SQS server (`tools.moto_sqs`), `chalice local` "
+        "(one Python process, a thread per connection), the stack's queue pollers, the load generator, this process. "
         "Shared, noisy 2-core machine: compare numbers from one run with each other, not across runs.",
         "",
     ]
@@ -344,8 +344,8 @@ def _md_load(load: dict[str, Any] | None) -> list[str]:
         "## 2. The original load profile over HTTP",
         "",
         f"Open loop, {spec['rate']:g} req/s for {spec['duration']:g} s (Locust, `bench/locustfile.py`), each request "
-        f"booking a fresh job with {spec['apps_per_job']} applications, against `chalice local`; the stack's poller "
-        "applies the declines meanwhile.",
+        f"booking a fresh job with {spec['apps_per_job']} applications, against `chalice local`; the stack's pollers "
+        "apply the declines meanwhile.",
         "",
         "| requests | rate | throughput | success | min | mean | p50 | p90 | p95 | p99 | max |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

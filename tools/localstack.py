@@ -1,8 +1,8 @@
 """The whole service on this machine, as one process tree: ``python -m tools.localstack``.
 
-Starts, in order: DynamoDB Local (java), moto's SQS server (a thread), the
+Starts, in order: DynamoDB Local (java), moto's SQS server (``tools.moto_sqs``), the
 resources of ``infra/resources.yaml`` on both, the dev signing key, ``chalice local``
-for the HTTP API, and the SQS handler's poller (a thread, see ``local_worker``).
+for the HTTP API, and the SQS handler's pollers (threads, see ``local_worker``).
 Ctrl-C or SIGTERM stops everything and exits 0.
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
@@ -181,7 +181,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._dynamodb: Child | None = None
         self._api: Child | None = None
-        self._moto: Any = None
+        self._sqs: Child | None = None
         self._worker_stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._data_lock: IO[str] | None = None
@@ -197,7 +197,7 @@ class LocalStack:
         base_env = {k: v for k, v in os.environ.items() if k not in _DROPPED_AWS}
         base_env.update(DUMMY_AWS)
         self.endpoints.dynamodb = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or self._start_dynamodb_local(base_env)
-        self.endpoints.sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_sqs()
+        self.endpoints.sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_sqs(base_env)
         base_env["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoints.dynamodb
         base_env["AWS_ENDPOINT_URL_SQS"] = self.endpoints.sqs
         self._check_stop()
@@ -216,7 +216,7 @@ class LocalStack:
     def wait(self) -> int:
         """Until a stop is requested (0) or a child dies on its own (1)."""
         while not self._stop.wait(0.5):
-            for child in (self._dynamodb, self._api):
+            for child in (self._dynamodb, self._sqs, self._api):
                 if child is not None and child.process.poll() is not None:
                     log.error("%s exited unexpectedly (code %s)%s", child.name, child.process.returncode, _tail(child))
                     return 1
@@ -229,11 +229,8 @@ class LocalStack:
         self._worker_stop.set()
         for thread in self._workers:
             thread.join(STOP_TIMEOUT_SECONDS * 2)
-        if self._moto is not None:
-            self._moto.stop()
-            server = getattr(self._moto, "_server", None)  # stop() leaves the socket open
-            if server is not None:
-                server.server_close()
+        if self._sqs is not None:
+            self._sqs.stop()
         if self._dynamodb is not None:
             self._dynamodb.stop()
         if self._data_lock is not None:
@@ -274,16 +271,14 @@ class LocalStack:
                 f"another local stack is using {DATA_DIR}; stop it, or run this one with --in-memory"
             ) from None
 
-    def _start_sqs(self) -> str:
-        from moto.server import ThreadedMotoServer  # heavy import, only when needed
-
-        from tools.moto_sqs import speed_up
-
-        speed_up()
-        self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+    def _start_sqs(self, env: dict[str, str]) -> str:
+        # A process of its own: in this one it would share one interpreter lock with the
+        # pollers, and every queue call of the API would wait behind the worker's.
+        port = free_port()
+        cmd = [sys.executable, "-m", "tools.moto_sqs", "-H", HOST, "-p", str(port)]
+        self._sqs = spawn("moto SQS", cmd, env, capture=True)
+        endpoint = f"http://{HOST}:{port}"
+        self._wait_until(lambda: _http_answers(endpoint), "moto's SQS server", self._sqs)
         log.info("SQS (moto) on %s", endpoint)
         return endpoint
 

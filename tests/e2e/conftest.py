@@ -2,94 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
+from tools.stack_process import StackError, StackProcess
+from tools.stack_process import start_stack as start_stack_process
 from tools.token import make_token
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 15.0
 
-
-@dataclass
-class RunningStack:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    ready: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def api_url(self) -> str:
-        return self.ready["api_url"]
-
-    def log_tail(self, max_chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
-
-    def sqs(self) -> Any:
-        return boto3.client(
-            "sqs",
-            endpoint_url=self.ready["sqs_endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signals the stack; kills its whole process group if it does not exit in time."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, sig)
-            try:
-                self.process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+RunningStack = StackProcess
 
 
 def start_stack(workdir: Path) -> RunningStack:
     """Starts a stack with in-memory data on free ports and waits until it says it is ready."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ready_file = workdir / "ready.json"
-    log_path = workdir / "stack.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it for its whole life
-    process = subprocess.Popen(  # noqa: S603 - fixed command
-        [sys.executable, "-m", "tools.localstack", "--port", "0", "--in-memory", "--ready-file", str(ready_file)],
-        cwd=PROJECT_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so a hung stack can be killed whole
-    )
-    log.close()
-    stack = RunningStack(process, log_path)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while not ready_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stack.stop()
-            pytest.fail(f"the local stack did not become ready (exit code {process.returncode}):\n{stack.log_tail()}")
-        time.sleep(0.1)
-    stack.ready = json.loads(ready_file.read_text())
-    return stack
+    try:
+        return start_stack_process(workdir)
+    except StackError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session")

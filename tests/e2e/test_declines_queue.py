@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def test_poison_message_lands_in_the_dlq_after_max_receives(stack: RunningStack) -> None:
     """Sent with a good message in one batch: only the poison one is retried, then dead-lettered."""
-    sqs = stack.sqs()
+    sqs = stack.client("sqs")
     queue_url, dlq_url = stack.ready["queue_url"], stack.ready["dlq_url"]
     policy = json.loads(
         sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.openapi_schema import validator
 from tests.reliability.conftest import FIGURES, SPEC, Stack, nanny_token, parent_token
 
 pytestmark = pytest.mark.e2e
@@ -23,20 +24,7 @@ def _validator(name: str, spec: dict[str, Any] = SPEC) -> jsonschema.Validator:
 
 
 def _schema_validator(root: dict[str, Any], spec: dict[str, Any] = SPEC) -> jsonschema.Validator:
-    def fix(node: Any) -> Any:  # OpenAPI 3.0 -> JSON Schema, as tests/integration/test_contract.py does
-        if isinstance(node, dict):
-            node = {k: fix(v) for k, v in node.items()}
-            if node.pop("nullable", False):
-                node = {"anyOf": [node, {"type": "null"}]}
-            if node.get("exclusiveMinimum") is True:
-                node["exclusiveMinimum"] = node.pop("minimum")
-            return node
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    schema = fix({**root, "components": spec["components"]})
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return validator(root, spec)
 
 
 TEXT_SAMPLES = [
