@@ -8,6 +8,9 @@ The scans stay; ``speed_up`` makes each step of them cheap, with the same result
 
 * ``Message.visible`` / ``Message.delayed`` compare against ``time.time()`` in
   milliseconds, which is what moto's ``unix_time_millis()`` computes the slow way;
+* a queue's three approximate counts come from one pass over its messages per
+  attribute read instead of three (moto reads every attribute to get one, once per
+  message sent);
 * ``Message.had_receipt_handle`` looks the handle up without building a list first;
 * ``Queue.delete_message`` finds the message in one pass and removes it in place,
   holding the lock moto's sends take to append: moto rebuilt the list and swapped it
@@ -21,9 +24,34 @@ Development only: the deployed service talks to SQS itself.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import Any
 
 _applied = False
+# The counts of the queue whose attributes this thread is reading (one pass serves all three).
+_reading = threading.local()
+
+
+def _count(queue: Any) -> tuple[int, int, int]:
+    """(visible and not delayed, not visible, delayed): moto's three approximate counts, in one pass."""
+    now = time.time() * 1000.0
+    available = in_flight = delayed = 0
+    for message in list(queue._messages):
+        is_delayed = now < message.delayed_until
+        delayed += is_delayed
+        if now <= message.visible_at:
+            in_flight += 1
+        elif not is_delayed:
+            available += 1
+    return available, in_flight, delayed
+
+
+def _counts(queue: Any) -> tuple[int, int, int]:
+    reading = getattr(_reading, "counts", None)
+    if reading is not None and reading[0] is queue:
+        return reading[1]
+    return _count(queue)
 
 
 def speed_up() -> None:
@@ -59,6 +87,19 @@ def speed_up() -> None:
         retention_seconds = self.get_queue(queue_name).message_retention_period
         return retention_seconds + message.sent_timestamp / 1000 > time.time()
 
+    all_attributes = Queue.attributes.fget
+
+    def attributes(self: Queue) -> dict[str, Any]:
+        _reading.counts = (self, _count(self))
+        try:
+            return all_attributes(self)
+        finally:
+            _reading.counts = None
+
+    Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages = property(lambda q: _counts(q)[0])  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(lambda q: _counts(q)[1])  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(lambda q: _counts(q)[2])  # type: ignore[method-assign,assignment]
     Message.visible = property(visible)  # type: ignore[method-assign,assignment]
     Message.delayed = property(delayed)  # type: ignore[method-assign,assignment]
     Message.had_receipt_handle = had_receipt_handle  # type: ignore[method-assign]
