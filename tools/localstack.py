@@ -295,13 +295,22 @@ class LocalStack:
         return outputs
 
     def _start_api(self, env: dict[str, str]) -> str:
-        chalice = Path(sys.executable).parent / "chalice"
-        if not chalice.exists():
-            chalice = Path(shutil.which("chalice") or "chalice")
         port = self.options.port or free_port()
         # No autoreload: it would fork a second server process, and the in-process
         # worker would keep running the old code anyway. Restart the stack instead.
-        cmd = [str(chalice), "local", "--stage", STAGE, "--host", HOST, "--port", str(port), "--no-autoreload"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.chalice_local",
+            "local",
+            "--stage",
+            STAGE,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--no-autoreload",
+        ]
         # The API's own output (request lines, app logs) goes to the console, unbuffered.
         child = self._api = spawn("chalice local", cmd, {**env, "PYTHONUNBUFFERED": "1"}, capture=False)
         url = f"http://{HOST}:{port}"
