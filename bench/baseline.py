@@ -23,7 +23,7 @@ from chalicelib.declines import DeclineApplication
 from chalicelib.domain import format_time, utc_now
 
 
-class SeedBaseline:
+class OriginalBaseline:
     def __init__(self, dynamodb: Any, sqs: Any, table: str, queue_url: str) -> None:
         self._db = dynamodb
         self._sqs = sqs

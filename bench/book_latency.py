@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.baseline import SeedBaseline
+from bench.baseline import OriginalBaseline
 from bench.dataset import prepare_jobs
 from bench.stack import Stack
 from bench.stats import CallCounter, CallTimer, latency_summary
@@ -60,7 +60,7 @@ def run(stack: Stack, queue_url: str, plan: Plan, say: Callable[[str], None]) ->
     setup_db, setup_sqs = stack.client("dynamodb"), stack.client("sqs")
     dynamodb, sqs = bootstrap.dynamodb_client(), bootstrap.sqs_client()
     service = bootstrap.service()
-    baseline = SeedBaseline(dynamodb, sqs, stack.table, queue_url)
+    baseline = OriginalBaseline(dynamodb, sqs, stack.table, queue_url)
     counter = CallCounter().attach(dynamodb, sqs)
     timer = CallTimer().attach(dynamodb, sqs)
     owners = [f"bench-p1-parent-{i}" for i in range(10)]

@@ -16,7 +16,7 @@ from bench.stats import fmt_ms
 
 # Published by the original design's write-up for its load test (50 req/s for 60 s,
 # 3000 requests each), on AWS: network round trips included. For scale, not comparable.
-SEED_PUBLISHED = {
+ORIGINAL_PUBLISHED = {
     "Lambda + SQS": {"requests": 3000, "p50_ms": 457.5, "p99_ms": 2723.0},
     "Express workflow": {"requests": 3000, "p50_ms": 343.8, "p99_ms": 928.8},
 }
@@ -396,7 +396,7 @@ def _md_load(load: dict[str, Any] | None) -> list[str]:
         "",
         "For scale only, the original write-up's numbers on AWS (3000 requests at 50 req/s, API Gateway and "
         "network included): "
-        + "; ".join(f"{k} p50 {fmt_ms(v['p50_ms'])}, p99 {fmt_ms(v['p99_ms'])}" for k, v in SEED_PUBLISHED.items())
+        + "; ".join(f"{k} p50 {fmt_ms(v['p50_ms'])}, p99 {fmt_ms(v['p99_ms'])}" for k, v in ORIGINAL_PUBLISHED.items())
         + ".",
         "",
     ]
