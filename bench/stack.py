@@ -10,20 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tools.localstack import DROPPED_AWS, DUMMY_AWS
 from tools.stack_process import PROJECT_ROOT as PROJECT_ROOT  # re-exported for the other bench modules
 from tools.stack_process import (
-    REGION,
     StackProcess,
 )
 from tools.stack_process import start_stack as start_stack_process
 
-DUMMY_AWS = {
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-}
-_DROPPED_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 # The environment as it was before this process wired itself to a stack: what subprocesses get.
 _STARTING_ENV = dict(os.environ)
 
@@ -55,7 +48,7 @@ def prepare_environment() -> None:
     """
     from tools.devkeys import stage_environment
 
-    for name in _DROPPED_AWS:
+    for name in DROPPED_AWS:
         os.environ.pop(name, None)
     os.environ.update(DUMMY_AWS)
     os.environ.update(stage_environment("local"))

@@ -62,7 +62,8 @@ DUMMY_AWS = {
     "AWS_SECRET_ACCESS_KEY": "local",
 }
 # These would otherwise send a real profile's settings or a session token along.
-_DROPPED_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# Credentials of the developer's own that must not reach the emulators or the app.
+DROPPED_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 class StartupError(RuntimeError):
@@ -194,7 +195,7 @@ class LocalStack:
     def start(self) -> None:
         if self.options.port and port_in_use(self.options.port):  # say so before starting anything
             raise StartupError(f"port {self.options.port} is in use (another local stack?); choose one with PORT=...")
-        base_env = {k: v for k, v in os.environ.items() if k not in _DROPPED_AWS}
+        base_env = {k: v for k, v in os.environ.items() if k not in DROPPED_AWS}
         base_env.update(DUMMY_AWS)
         self.endpoints.dynamodb = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or self._start_dynamodb_local(base_env)
         self.endpoints.sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_sqs(base_env)
@@ -208,7 +209,7 @@ class LocalStack:
         # The worker runs the app in this process, with the environment chalice
         # local gives it: the stage's variables plus the emulator endpoints.
         os.environ.update(base_env)
-        for name in _DROPPED_AWS:
+        for name in DROPPED_AWS:
             os.environ.pop(name, None)
         os.environ.update(stage_environment(STAGE))
         self._start_workers()

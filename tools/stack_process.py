@@ -89,6 +89,14 @@ class StackProcess:
     def table(self) -> str:
         return self.ready["table"]
 
+    @property
+    def queue_url(self) -> str:
+        return self.ready["queue_url"]
+
+    @property
+    def dlq_url(self) -> str:
+        return self.ready["dlq_url"]
+
     def log_tail(self, max_chars: int = 6000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-max_chars:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
@@ -30,18 +31,28 @@ def start_stack(workdir: Path) -> RunningStack:
         pytest.fail(str(err))
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    # A no-op once installed; makes `pytest tests/e2e` work without `make localdeps` first.
+@contextlib.contextmanager
+def local_stack(workdir: Path) -> Iterator[RunningStack]:
+    """A stack for a test session, stopped afterwards.
+
+    Fetches the emulators first (a no-op once installed), so that pytest works on its
+    own, without `make localdeps`.
+    """
     script = PROJECT_ROOT / "tools" / "install-local-deps.sh"
     install = subprocess.run(["bash", str(script)], capture_output=True, text=True)  # noqa: S603, S607
     if install.returncode != 0:
         pytest.fail(f"tools/install-local-deps.sh failed:\n{install.stderr}")
-    running = start_stack(tmp_path_factory.mktemp("localstack"))
+    running = start_stack(workdir)
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with local_stack(tmp_path_factory.mktemp("localstack")) as running:
+        yield running
 
 
 # ------------------------------------------------------------------ helpers

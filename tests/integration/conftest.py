@@ -7,7 +7,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,6 +16,7 @@ from moto import mock_aws
 
 from app import app
 from tests.conftest import TokenFactory
+from tests.payloads import job_body as job_body  # the tests import it from here
 from tools import resources
 from tools.localstack import start_dynamodb_local
 
@@ -170,17 +170,6 @@ class Api:
             token = reply.body["nextToken"]
             if not token:
                 return items
-
-
-def job_body(**fields: Any) -> dict[str, Any]:
-    start = datetime.now(UTC) + timedelta(days=2)
-    body = {
-        "title": "Saturday evening",
-        "startsAt": start.isoformat().replace("+00:00", "Z"),
-        "endsAt": (start + timedelta(hours=4)).isoformat().replace("+00:00", "Z"),
-    }
-    body.update(fields)
-    return body
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -19,29 +18,23 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 import yaml
-from botocore.config import Config
 
 from chalicelib import bootstrap
-from tests.e2e.conftest import RunningStack, start_stack
+from tests.e2e.conftest import RunningStack, local_stack
+from tests.payloads import job_body
 from tools.devkeys import LocalIssuer, stage_environment
+from tools.localstack import DUMMY_AWS
+from tools.stack_process import StackProcess
 from tools.token import make_token
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("RELIABILITY_SCALE", "").strip().lower() == "long"
-DUMMY_AWS = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-}
 DRAIN_TIMEOUT_SECONDS = 90.0 if LONG else 45.0
 # RELIABILITY_OPENAPI=path checks another copy of the spec (e.g. a fix, before it is applied).
 SPEC_PATH = Path(os.environ.get("RELIABILITY_OPENAPI") or PROJECT_ROOT / "openapi.yaml")
@@ -104,48 +97,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 # --------------------------------------------------------------------- stack
 
 
-def _client(service: str, endpoint: str) -> Any:
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=endpoint,
-        region_name=DUMMY_AWS["AWS_DEFAULT_REGION"],
-        aws_access_key_id=DUMMY_AWS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=30),
-    )
-
-
 @dataclass
-class Stack:
-    """The running local stack, its endpoints, and ground truth read straight from its table and queues."""
+class Stack(StackProcess):
+    """The running local stack, and ground truth read straight from its table and queues."""
 
-    running: RunningStack
     dynamodb: Any = None
     sqs: Any = None
 
     def __post_init__(self) -> None:
-        self.dynamodb = _client("dynamodb", self.ready["dynamodb_endpoint"])
-        self.sqs = _client("sqs", self.ready["sqs_endpoint"])
+        config = {"retries": {"mode": "standard", "max_attempts": 5}, "max_pool_connections": 30}
+        self.dynamodb = self.client("dynamodb", **config)
+        self.sqs = self.client("sqs", **config)
 
-    @property
-    def ready(self) -> dict[str, Any]:
-        return self.running.ready
-
-    @property
-    def api_url(self) -> str:
-        return self.ready["api_url"]
-
-    @property
-    def table(self) -> str:
-        return self.ready["table"]
-
-    @property
-    def queue_url(self) -> str:
-        return self.ready["queue_url"]
-
-    @property
-    def dlq_url(self) -> str:
-        return self.ready["dlq_url"]
+    @classmethod
+    def of(cls, running: RunningStack) -> Stack:
+        return cls(running.process, running.log_path, running.ready, running.companions)
 
     def endpoint_env(self) -> dict[str, str]:
         """What boto3 (and tools.ops) need to talk to this stack's emulators."""
@@ -154,9 +120,6 @@ class Stack:
             "AWS_ENDPOINT_URL_DYNAMODB": self.ready["dynamodb_endpoint"],
             "AWS_ENDPOINT_URL_SQS": self.ready["sqs_endpoint"],
         }
-
-    def log_tail(self) -> str:
-        return self.running.log_tail()
 
     # ------------------------------------------------------------- HTTP
 
@@ -323,15 +286,8 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    script = PROJECT_ROOT / "tools" / "install-local-deps.sh"
-    install = subprocess.run(["bash", str(script)], capture_output=True, text=True)  # noqa: S603, S607
-    if install.returncode != 0:
-        pytest.fail(f"tools/install-local-deps.sh failed:\n{install.stderr}")
-    running = start_stack(tmp_path_factory.mktemp("reliability-stack"))
-    try:
-        yield Stack(running)
-    finally:
-        running.stop()
+    with local_stack(tmp_path_factory.mktemp("reliability-stack")) as running:
+        yield Stack.of(running)
 
 
 @pytest.fixture(autouse=True)
@@ -354,17 +310,6 @@ def parent_token(user: str | None = None) -> str:
 
 def nanny_token(user: str | None = None) -> str:
     return make_token(user or unique("nanny"), "nanny")
-
-
-def job_body(**fields: Any) -> dict[str, Any]:
-    start = datetime.now(UTC) + timedelta(days=3)
-    body = {
-        "title": "Evening sitter",
-        "startsAt": start.isoformat().replace("+00:00", "Z"),
-        "endsAt": (start + timedelta(hours=3)).isoformat().replace("+00:00", "Z"),
-    }
-    body.update(fields)
-    return body
 
 
 def run_parallel(

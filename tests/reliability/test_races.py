@@ -60,6 +60,21 @@ def _code(resp: Any) -> str:
         return f"{resp.status_code} (not JSON)"
 
 
+def _wrong_final_states(
+    stack: Stack, expected: dict[str, tuple[str, set[str]]]
+) -> list[tuple[str, dict[str, str], list[str]]]:
+    """Once the worker has settled them: the jobs whose applications are not exactly the
+    expected ones with the winner ACCEPTED and every other DECLINED (job, statuses, accepted)."""
+    settled = stack.wait_settled(expected, "races")
+    wrong = []
+    for job_id, (winner, apps) in expected.items():
+        statuses = settled[job_id]
+        accepted = [a for a, s in statuses.items() if s == "ACCEPTED"]
+        if set(statuses) != apps or accepted != [winner] or Counter(statuses.values())["DECLINED"] != len(apps) - 1:
+            wrong.append((job_id, statuses, accepted))
+    return wrong
+
+
 def test_concurrent_bookings_of_one_job_have_exactly_one_winner(stack: Stack) -> None:
     races = scaled(20, 200)
     rng = random.Random(SEED)
@@ -102,13 +117,10 @@ def test_concurrent_bookings_of_one_job_have_exactly_one_winner(stack: Stack) ->
                 problems.append(f"race {race}: a loser was told another winner: {r.json()}")
         expected[job_id] = (winner, set(apps))
 
-    settled = stack.wait_settled(expected, "races")
-    for job_id, (winner, apps) in expected.items():
-        statuses = settled[job_id]
-        accepted = [a for a, s in statuses.items() if s == "ACCEPTED"]
-        if set(statuses) != apps or accepted != [winner] or Counter(statuses.values())["DECLINED"] != len(apps) - 1:
-            FIGURES.add("races", "double bookings" if len(accepted) > 1 else "wrong final states")
-            problems.append(f"job {job_id}: winner {winner}, stored {statuses}")
+    for job_id, statuses, accepted in _wrong_final_states(stack, expected):
+        FIGURES.add("races", "double bookings" if len(accepted) > 1 else "wrong final states")
+        problems.append(f"job {job_id}: winner {expected[job_id][0]}, stored {statuses}")
+    for job_id, (winner, _) in expected.items():
         job = stack.job_item(job_id) or {}
         if job.get("status", {}).get("S") != "CLOSED" or job.get("acceptedApplicationId", {}).get("S") != winner:
             problems.append(f"job {job_id}: stored job {job}")
@@ -204,12 +216,8 @@ def test_the_same_booking_sent_many_times_at_once_is_one_booking(stack: Stack) -
                 problems.append(f"round {round_}: {r.json()}")
         expected[job_id] = (chosen, set(apps))
 
-    settled = stack.wait_settled(expected, "races")
-    for job_id, (chosen, apps) in expected.items():
-        statuses = settled[job_id]
-        accepted = [a for a, s in statuses.items() if s == "ACCEPTED"]
-        if set(statuses) != apps or accepted != [chosen] or Counter(statuses.values())["DECLINED"] != len(apps) - 1:
-            problems.append(f"job {job_id}: {statuses}")
+    for job_id, statuses, _ in _wrong_final_states(stack, expected):
+        problems.append(f"job {job_id}: {statuses}")
     FIGURES.add("races", "replays not answered 200", 0)
     assert not problems, "\n".join(problems[:20])
 
