@@ -22,12 +22,16 @@ import pytest
 
 from tests.reliability.conftest import FIGURES, LONG, SPEC, SPEC_PATH, Stack, nanny_token, parent_token, scaled, unique
 
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (requirements-dev.txt)")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi import checks as openapi_checks  # noqa: E402
+# A broken or missing install must fail this module, not quietly switch the fuzzing off.
+try:
+    import schemathesis
+except ImportError as exc:
+    raise ImportError(f"schemathesis does not import ({exc}): pip install -r requirements-dev.txt") from exc
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi import checks as openapi_checks
 
 pytestmark = pytest.mark.e2e
 
