@@ -80,7 +80,9 @@ def service() -> BookingService:
 def verifier() -> TokenVerifier:
     def build() -> TokenVerifier:
         s = get_settings()
-        keys = JwksSource(url=s.auth_jwks_url, inline=s.auth_jwks_json, path=s.auth_jwks_file)
+        keys = JwksSource(
+            url=s.auth_jwks_url, inline=s.auth_jwks_json, path=s.auth_jwks_file, metrics=PowertoolsMetrics()
+        )
         return TokenVerifier(keys, issuer=s.auth_issuer, audience=s.auth_audience)
 
     return _get("verifier", build)
