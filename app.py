@@ -22,7 +22,9 @@ DECLINES_QUEUE_NAME = os.environ.get("DECLINES_QUEUE_NAME", "booking-declines")
 DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
 
 
-@app.authorizer(ttl_seconds=300)
+# API Gateway caches each token's answer for ttl_seconds (per authorizer, not per token): an
+# admitted token is honoured until at most exp + leeway (5 s) + 60 s. README, Identity.
+@app.authorizer(ttl_seconds=60)
 def token_authorizer(auth_request: Any) -> AuthResponse:
     try:
         caller = bootstrap.verifier().verify(auth_request.token)

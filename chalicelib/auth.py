@@ -18,7 +18,9 @@ from chalicelib.domain import Caller, Role, is_valid_username
 log = logging.getLogger(__name__)
 
 _ALGORITHMS = ["RS256"]
-LEEWAY_SECONDS = 30
+# Clock skew allowed on exp, nbf and iat. Kept small because API Gateway keeps serving an
+# admission for the authorizer's cache TTL on top of it (README, Identity: the exact bound).
+LEEWAY_SECONDS = 5
 _JWKS_TTL_SECONDS = 3600
 # A kid we don't know may be a key rotation; refetching for each one would let any caller
 # make us hammer the issuer.

@@ -5,13 +5,22 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from chalicelib.auth import InvalidToken, JwksSource, TokenVerifier, caller_from_context, caller_to_context
+from chalicelib.auth import (
+    LEEWAY_SECONDS,
+    InvalidToken,
+    JwksSource,
+    TokenVerifier,
+    caller_from_context,
+    caller_to_context,
+)
 from chalicelib.domain import Role
 from tests.conftest import AUDIENCE, ISSUER, KID
 
@@ -118,3 +127,71 @@ def test_caller_round_trips_through_the_authorizer_context() -> None:
     assert caller_from_context(caller_to_context(caller)) == caller
     assert caller_from_context({}) is None
     assert caller_from_context({"username": "a#b", "roles": "parents"}) is None
+
+
+# Far from today, so that a clock left unfrozen fails these tests instead of passing them.
+EXP = 2_000_000_000
+
+
+@pytest.fixture
+def frozen_at(monkeypatch: pytest.MonkeyPatch):
+    """Sets the wall clock PyJWT checks exp, nbf and iat against."""
+
+    def freeze(timestamp: float) -> None:
+        class Frozen(datetime):
+            @classmethod
+            def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+                return datetime.fromtimestamp(timestamp, tz)
+
+        monkeypatch.setattr(jwt.api_jwt, "datetime", Frozen)
+
+    return freeze
+
+
+def _admitted(verifier: TokenVerifier, token: str) -> bool:
+    try:
+        verifier.verify("Bearer " + token)
+    except InvalidToken:
+        return False
+    return True
+
+
+def test_an_expired_token_is_admitted_for_the_leeway_and_not_a_second_more(
+    verifier: TokenVerifier, make_token, frozen_at
+) -> None:
+    token = make_token("alice", iat=EXP - 3600, auth_time=EXP - 3600, exp=EXP)
+    frozen_at(EXP - 1)
+    assert _admitted(verifier, token)
+    frozen_at(EXP + LEEWAY_SECONDS - 1)  # expired, within the leeway
+    assert _admitted(verifier, token)
+    frozen_at(EXP + LEEWAY_SECONDS)  # exp = now - leeway: refused
+    assert not _admitted(verifier, token)
+    frozen_at(EXP + 30)  # the old leeway
+    assert not _admitted(verifier, token)
+
+
+def test_a_token_from_the_future_is_admitted_only_within_the_leeway(
+    verifier: TokenVerifier, make_token, frozen_at
+) -> None:
+    now = EXP - 3600
+    frozen_at(now)
+    for claim in ("iat", "nbf"):
+        edge = {"iat": now, "exp": EXP, claim: now + LEEWAY_SECONDS}
+        assert _admitted(verifier, make_token("alice", **edge))
+        beyond = {"iat": now, "exp": EXP, claim: now + LEEWAY_SECONDS + 1}
+        assert not _admitted(verifier, make_token("alice", **beyond))
+
+
+def test_an_expired_token_is_honoured_at_most_65_seconds_past_exp() -> None:
+    """API Gateway serves a cached admission for the authorizer's TTL, whatever the token's exp.
+
+    The TTL is set per authorizer (no per-answer TTL exists), so the bound is TTL + leeway;
+    the README states it.
+    """
+    from app import app
+
+    (config,) = [c for c in app.builtin_auth_handlers if c.name == "token_authorizer"]
+    assert config.ttl_seconds == 60
+    assert LEEWAY_SECONDS == 5
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"exp + {config.ttl_seconds + LEEWAY_SECONDS} s" in readme
