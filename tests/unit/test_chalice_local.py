@@ -1,13 +1,16 @@
-"""The local API answers without waiting on delayed acknowledgements."""
+"""chalice local as the stack runs it: no waiting on delayed acknowledgements, our 405 for unknown methods."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from http.client import HTTPConnection
 
 import pytest
-from chalice.local import ChaliceRequestHandler
+from chalice import Chalice
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer
 
 from tools import chalice_local
 
@@ -39,3 +42,30 @@ def test_connections_are_served_with_nagle_off(monkeypatch: pytest.MonkeyPatch) 
     thread.join(5)
     listener.close()
     assert seen and seen[0] != 0
+
+
+def test_a_method_it_has_no_handler_for_gets_our_405_not_a_501_page() -> None:
+    had_fallback = "__getattr__" in vars(ChaliceRequestHandler)
+    chalice_local.answer_unknown_methods_with_405()  # without it: 501 and an HTML page
+    app = Chalice("probe")
+    app.route("/")(lambda: {"ok": True})
+    server = LocalDevServer(app, Config(), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = HTTPConnection("127.0.0.1", server.server.server_address[1], timeout=5)
+        for method, body in (("TRACE", None), ("FOO", b'{"x": 1}')):
+            conn.request(method, "/", body=body)
+            resp = conn.getresponse()
+            assert resp.status == 405
+            assert resp.getheader("Content-Type") == "application/json"
+            assert json.loads(resp.read())["code"] == "METHOD_NOT_ALLOWED"
+        conn.request("GET", "/")  # the same connection still serves
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())) == (200, {"ok": True})
+        conn.close()
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        if not had_fallback:
+            del ChaliceRequestHandler.__getattr__
