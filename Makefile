@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 STAGE ?= dev
 ROLE ?= parent
 PYTEST_ARGS ?=
+PARAMS ?=
+EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
 .PHONY: help venv localdeps test unit integration e2e reliability lint format local token demo \
-        bench package deploy destroy reconcile redrive clean-local
+        bench package deploy destroy aws-emulator reconcile redrive clean-local
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,11 +71,15 @@ clean-local: ## forget the local stack's data (keeps the signing key)
 package: venv ## CloudFormation for the app + resources: make package STAGE=prod
 	@$(BIN)/python -m tools.deploy package --stage $(STAGE)
 
-deploy: venv ## deploy resources + app to AWS: make deploy STAGE=dev
-	@$(BIN)/python -m tools.deploy deploy --stage $(STAGE)
+deploy: venv ## deploy the stage's stack: make deploy STAGE=dev [PARAMS="Name=value ..."] [VIA=chalice]
+	@$(BIN)/python -m tools.deploy deploy --stage $(STAGE) $(if $(VIA),--via $(VIA)) \
+		$(foreach p,$(PARAMS),--parameter $(p)) $(DEPLOY_ARGS)
 
 destroy: venv ## delete a stage (asks first): make destroy STAGE=dev
 	@$(BIN)/python -m tools.deploy destroy --stage $(STAGE)
+
+aws-emulator: venv ## an emulated AWS account (MiniStack) on EMULATOR_PORT (4566) to deploy to
+	@EMULATOR_PORT=$(EMULATOR_PORT) $(BIN)/python -m tools.ministack --port $(EMULATOR_PORT)
 
 reconcile: venv ## queue declines a crash left behind: make reconcile STAGE=dev
 	@$(BIN)/python -m tools.ops reconcile --stage $(STAGE)

@@ -1,9 +1,12 @@
-"""tools.deploy, step by step against moto, and as a whole against a moto server.
+"""The `chalice deploy` path (`deploy --via chalice`), step by step against moto, and as a
+whole against a moto server.
 
 A full `chalice deploy` of this app cannot run on moto (its API Gateway import takes
-OpenAPI 3 only, Chalice sends Swagger 2): the steps around it are tested here with
-moto's CloudFormation and Lambda, and the whole command runs against a moto server
-for an app with the worker only.
+OpenAPI 3 only, Chalice sends Swagger 2) nor on MiniStack (README: emulator
+differences): the steps around it are tested here with moto's CloudFormation and Lambda,
+and the whole command runs against a moto server for an app with the worker only.
+moto's CloudFormation creates no Cognito resources, so the pool's outputs are stubbed
+(`pool_outputs`); the packaged path's identity runs for real in tests/deployed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tools import deploy
+from tools import cfn_stack, deploy, deploy_chalice, deploy_settings
+from tools.deploy_settings import DeployError
 from tools.resources import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +50,21 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto(env: None) -> Iterator[boto3.session.Session]:
     with mock_aws():
         yield boto3.session.Session(region_name=REGION)
+
+
+POOL = "us-east-1_Example1"
+AUTH = {
+    "AUTH_ISSUER": f"https://cognito-idp.us-east-1.amazonaws.com/{POOL}",
+    "AUTH_AUDIENCE": "appclient,adminclient",
+    "AUTH_JWKS_URL": f"https://cognito-idp.us-east-1.amazonaws.com/{POOL}/.well-known/jwks.json",
+}
+
+
+@pytest.fixture
+def pool_outputs(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The identity outputs moto's CloudFormation leaves out (it has no AWS::Cognito::* resources)."""
+    monkeypatch.setattr(deploy_chalice, "auth_settings", lambda outputs: dict(AUTH))
+    return AUTH
 
 
 @pytest.fixture
@@ -69,11 +88,11 @@ def _template_resource(logical: str) -> dict[str, Any]:
 
 
 def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.session.Session) -> None:
-    outputs = deploy.ensure_resources_stack(
+    outputs = deploy_chalice.ensure_resources_stack(
         moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1, out=_quiet
     )
 
-    deploy.check_outputs_match_config(outputs, deploy.stage_environment("dev"))
+    deploy_chalice.check_outputs_match_config(outputs, deploy_settings.stage_environment("dev"))
     table = moto.client("dynamodb").describe_table(TableName="booking-dev")["Table"]
     spec = _template_resource("Table")
     assert table["KeySchema"] == spec["KeySchema"]
@@ -109,10 +128,10 @@ def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.sess
 
 def test_resources_stack_can_be_deployed_again(moto: boto3.session.Session) -> None:
     cfn, ddb = moto.client("cloudformation"), moto.client("dynamodb")
-    first = deploy.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=_quiet)
+    first = deploy_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=_quiet)
     lines: list[str] = []
 
-    second = deploy.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=lines.append)
+    second = deploy_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=lines.append)
 
     assert second == first
     assert "    updating stack booking-resources-dev" in lines
@@ -128,32 +147,34 @@ def test_resources_stack_stops_at_a_table_kept_from_an_earlier_stack(moto: boto3
         BillingMode="PAY_PER_REQUEST",
     )
 
-    with pytest.raises(deploy.DeployError, match="booking-dev already exists outside CloudFormation"):
-        deploy.ensure_resources_stack(moto.client("cloudformation"), ddb, "dev", wait_delay=0.1, out=_quiet)
+    with pytest.raises(DeployError, match="booking-dev already exists outside CloudFormation"):
+        deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), ddb, "dev", wait_delay=0.1, out=_quiet)
 
 
 def test_outputs_that_disagree_with_config_stop_the_deploy() -> None:
     outputs = {"TableName": "booking-dev", "DeclinesQueueName": "booking-declines-elsewhere"}
-    with pytest.raises(deploy.DeployError, match="DECLINES_QUEUE_NAME='booking-declines-dev'"):
-        deploy.check_outputs_match_config(outputs, deploy.stage_environment("dev"))
+    with pytest.raises(DeployError, match="DECLINES_QUEUE_NAME='booking-declines-dev'"):
+        deploy_chalice.check_outputs_match_config(outputs, deploy_settings.stage_environment("dev"))
 
 
 def test_the_local_stage_is_not_deployable() -> None:
-    with pytest.raises(deploy.DeployError, match="local stack"):
-        deploy.require_deployable("local")
-    with pytest.raises(deploy.DeployError, match=r"not in \.chalice/config\.json"):
-        deploy.require_deployable("staging")
+    with pytest.raises(DeployError, match="local stack"):
+        deploy_settings.require_deployable("local")
+    with pytest.raises(DeployError, match=r"not in \.chalice/config\.json"):
+        deploy_settings.require_deployable("staging")
 
 
 # ------------------------------------------------- partial batch responses
 
 
-def _worker_subscription(session: boto3.session.Session, stage: str = "dev") -> dict[str, Any]:
+def _worker_subscription(
+    session: boto3.session.Session, stage: str = "dev", env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
     iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
     queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = deploy.function_name("babysitting-booking", stage, "decline_worker")
+    name = deploy_settings.function_name("babysitting-booking", stage, "decline_worker")
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as zf:
@@ -164,6 +185,7 @@ def _worker_subscription(session: boto3.session.Session, stage: str = "dev") -> 
         Role=role,
         Handler="app.decline_worker",
         Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": env or {}},
     )["FunctionArn"]
     mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
     return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
@@ -193,16 +215,16 @@ def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.S
     sub = _worker_subscription(moto)
     lam = moto.client("lambda")
     assert not lam.get_event_source_mapping(UUID=sub["UUID"]).get("FunctionResponseTypes")
-    uuid = deploy.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
+    uuid = deploy_chalice.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
     assert uuid == sub["UUID"]
 
-    mapping = deploy.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
+    mapping = deploy_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
 
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert lam.get_event_source_mapping(UUID=uuid)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # Again: nothing to change, still verified.
     lines: list[str] = []
-    deploy.enable_partial_batch_responses(lam, uuid, poll=0, out=lines.append)
+    deploy_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=lines.append)
     assert any("already set" in line for line in lines) and any("verified" in line for line in lines)
 
 
@@ -221,25 +243,29 @@ class _IgnoresUpdates:
 
 def test_a_setting_that_does_not_read_back_fails_the_deploy(moto: boto3.session.Session) -> None:
     sub = _worker_subscription(moto)
-    with pytest.raises(deploy.DeployError, match="failed declines would be deleted"):
-        deploy.enable_partial_batch_responses(_IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet)
+    with pytest.raises(DeployError, match="failed declines would be deleted"):
+        deploy_chalice.enable_partial_batch_responses(
+            _IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet
+        )
 
 
 def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> None:
-    with pytest.raises(deploy.DeployError, match="not found"):
-        deploy.enable_partial_batch_responses(moto.client("lambda"), "00000000-0000-0000-0000-000000000000", out=_quiet)
+    with pytest.raises(DeployError, match="not found"):
+        deploy_chalice.enable_partial_batch_responses(
+            moto.client("lambda"), "00000000-0000-0000-0000-000000000000", out=_quiet
+        )
 
 
 def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
     sub = {"function_arn": "arn:aws:lambda:r:1:function:babysitting-booking-dev-decline_worker", "UUID": "u"}
     sub |= {"queue_arn": "arn:aws:sqs:r:1:booking-declines-dev", "queue": "booking-declines-dev"}
     deployed = _deployed(sub)
-    with pytest.raises(deploy.DeployError, match="found 0"):
-        deploy.worker_event_source_uuid(deployed, "booking-declines-prod")
+    with pytest.raises(DeployError, match="found 0"):
+        deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-prod")
     deployed["resources"].append(dict(deployed["resources"][1], name="copy"))
-    with pytest.raises(deploy.DeployError, match="found 2"):
-        deploy.worker_event_source_uuid(deployed, "booking-declines-dev")
-    assert deploy.api_url(deployed) == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
+    with pytest.raises(DeployError, match="found 2"):
+        deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
+    assert deploy_chalice.api_url(deployed) == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
 
 
 # ---------------------------------------------------------- deploy, destroy
@@ -251,6 +277,7 @@ class FakeChalice:
     def __init__(self, session: boto3.session.Session, project: Path, exit_code: int = 0) -> None:
         self.session, self.project, self.exit_code = session, project, exit_code
         self.commands: list[list[str]] = []
+        self.stage_env: dict[str, str] = {}
 
     def __call__(self, command: Sequence[str], extra_env: dict[str, str]) -> int:
         self.commands.append(list(command))
@@ -258,7 +285,10 @@ class FakeChalice:
             return self.exit_code
         if "deploy" in command:
             stage = command[command.index("--stage") + 1]
-            sub = _worker_subscription(self.session, stage)
+            # The function's environment: config.json's, plus what the wrapper adds.
+            self.stage_env = json.loads(extra_env.get(deploy_chalice.STAGE_ENV_VARIABLE, "{}"))
+            env = {**deploy_settings.stage_environment(stage, project_dir=self.project), **self.stage_env}
+            sub = _worker_subscription(self.session, stage, env)
             deployed = self.project / ".chalice" / "deployed"
             deployed.mkdir(exist_ok=True)
             (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub)))
@@ -267,27 +297,125 @@ class FakeChalice:
         return 0
 
 
-def test_deploy_runs_the_three_steps_and_prints_the_api_url(moto: boto3.session.Session, project: Path) -> None:
+WORKER = "babysitting-booking-dev-decline_worker"
+
+
+def _worker_env(session: boto3.session.Session) -> dict[str, str]:
+    return session.client("lambda").get_function_configuration(FunctionName=WORKER)["Environment"]["Variables"]
+
+
+def test_deploy_runs_the_four_steps_and_prints_the_api_url(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
     chalice = FakeChalice(moto, project)
     lines: list[str] = []
 
-    url = deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
+    url = deploy_chalice.deploy_via_chalice(
+        "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append
+    )
 
     assert url == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
-    assert chalice.commands == [deploy.chalice_command("deploy", "--stage", "dev", project_dir=project)]
-    assert chalice.commands[0][1:3] == ["--project-dir", str(project)]
+    assert chalice.commands == [
+        deploy_chalice.chalice_with_env_command("deploy", "--stage", "dev", project_dir=project)
+    ]
+    assert chalice.commands[0][1:5] == ["-m", "tools.chalice_with_env", "--project-dir", str(project)]
+    # chalice deploy got the pool's settings from the stack, and not the partial-batch flag
+    assert chalice.stage_env == pool_outputs
     lam = moto.client("lambda")
     (mapping,) = lam.list_event_source_mappings()["EventSourceMappings"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert lines[-1] == f"    API: {url}"
+    env = _worker_env(moto)
+    assert env["DECLINES_PARTIAL_BATCH_RESPONSES"] == "true"
+    assert env["AUTH_ISSUER"] == pool_outputs["AUTH_ISSUER"]
+    assert f"    API: {url}" in lines
     assert moto.client("cloudformation").describe_stacks(StackName="booking-resources-dev")["Stacks"]
 
 
-def test_deploy_stops_at_a_failing_chalice_deploy(moto: boto3.session.Session, project: Path) -> None:
+class _RecordingLambda:
+    """A Lambda client that records the calls that change or read back the worker's setup."""
+
+    WATCHED = ("update_event_source_mapping", "get_event_source_mapping", "update_function_configuration")
+
+    def __init__(self, real: Any, calls: list[str], apply_mapping_updates: bool = True) -> None:
+        self._real, self._calls, self._apply = real, calls, apply_mapping_updates
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in self.WATCHED:
+            return attr
+
+        def call(**kwargs: Any) -> Any:
+            self._calls.append(name)
+            if name == "update_event_source_mapping" and not self._apply:
+                return {}
+            return attr(**kwargs)
+
+        return call
+
+
+class _Session:
+    def __init__(self, real: boto3.session.Session, lambda_client: Any) -> None:
+        self._real, self._lambda = real, lambda_client
+        self.region_name = real.region_name
+
+    def client(self, service: str) -> Any:
+        return self._lambda if service == "lambda" else self._real.client(service)
+
+
+def test_the_flag_follows_the_verified_subscription(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
+    calls: list[str] = []
+    session = _Session(moto, _RecordingLambda(moto.client("lambda"), calls))
+
+    deploy_chalice.deploy_via_chalice(
+        "dev", session=session, run=FakeChalice(moto, project), project_dir=project, wait_delay=0.1, out=_quiet
+    )
+
+    # The worker's environment changes once, after the mapping was set and read back.
+    assert calls.count("update_function_configuration") == 1
+    flag_at = calls.index("update_function_configuration")
+    assert "update_event_source_mapping" in calls[:flag_at]
+    assert calls[flag_at - 1] == "get_event_source_mapping"
+
+
+def test_a_subscription_that_ignores_reports_leaves_the_worker_failing_whole_batches(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
+    # Given a Lambda that accepts the mapping update without applying it
+    calls: list[str] = []
+    session = _Session(moto, _RecordingLambda(moto.client("lambda"), calls, apply_mapping_updates=False))
+
+    # When the chalice path deploys
+    with pytest.raises(DeployError, match="failed declines would be deleted"):
+        deploy_chalice.deploy_via_chalice(
+            "dev", session=session, run=FakeChalice(moto, project), project_dir=project, wait_delay=0.1, out=_quiet
+        )
+
+    # Then the worker never learnt it may report partial failures
+    assert "update_function_configuration" not in calls
+    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in _worker_env(moto)
+
+
+def test_a_redeploy_resets_the_flag_until_the_subscription_is_verified_again(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
+    # chalice deploy writes config.json's environment, which has no flag: the safe side.
+    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in deploy_settings.stage_environment("dev", project_dir=project)
+    chalice = FakeChalice(moto, project)
+    deploy_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in chalice.stage_env
+
+
+def test_deploy_stops_at_a_failing_chalice_deploy(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
     chalice = FakeChalice(moto, project, exit_code=2)
 
-    with pytest.raises(deploy.DeployError, match=r"`chalice deploy --stage dev` failed \(exit 2\)"):
-        deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    with pytest.raises(DeployError, match=r"`chalice deploy --stage dev` failed \(exit 2\)"):
+        deploy_chalice.deploy_via_chalice(
+            "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet
+        )
 
     assert moto.client("lambda").list_event_source_mappings()["EventSourceMappings"] == []
 
@@ -299,33 +427,39 @@ def test_deploy_stops_without_credentials(env: None, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     session = boto3.session.Session(region_name=REGION)
-    with pytest.raises(deploy.DeployError, match="no AWS credentials"):
-        deploy.deploy("dev", session=session, run=FakeChalice(session, project), project_dir=project, out=_quiet)
+    with pytest.raises(DeployError, match="no AWS credentials"):
+        deploy_chalice.deploy_via_chalice(
+            "dev", session=session, run=FakeChalice(session, project), project_dir=project, out=_quiet
+        )
 
 
-def test_destroy_deletes_the_stage_and_keeps_the_table(moto: boto3.session.Session, project: Path) -> None:
+def test_destroy_deletes_the_stage_and_keeps_the_table(
+    moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
+) -> None:
     chalice = FakeChalice(moto, project)
-    deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    deploy_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
     lines: list[str] = []
 
     deploy.destroy("dev", yes=True, session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
 
-    assert chalice.commands[-1] == deploy.chalice_command("delete", "--stage", "dev", project_dir=project)
+    assert chalice.commands[-1] == deploy_chalice.chalice_command("delete", "--stage", "dev", project_dir=project)
     cfn = moto.client("cloudformation")
-    assert deploy._stack(cfn, "booking-resources-dev") is None
+    assert cfn_stack.describe(cfn, "booking-resources-dev") is None
     assert not [u for u in moto.client("sqs").list_queues().get("QueueUrls", []) if "booking-declines" in u]
     assert "booking-dev" in moto.client("dynamodb").list_tables()["TableNames"]  # DeletionPolicy Retain
-    assert any("table booking-dev is kept (DeletionPolicy Retain)" in line for line in lines)
+    assert any("table booking-dev and the user pool are kept (DeletionPolicy Retain)" in line for line in lines)
     # Deploying again stops at the retained table, with instructions.
-    with pytest.raises(deploy.DeployError, match="delete-table --table-name booking-dev"):
-        deploy.deploy("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    with pytest.raises(DeployError, match="delete-table --table-name booking-dev"):
+        deploy_chalice.deploy_via_chalice(
+            "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet
+        )
 
 
 @pytest.mark.parametrize("answer", ["prod", "", "yes", EOFError()])
 def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
     moto: boto3.session.Session, project: Path, answer: Any
 ) -> None:
-    deploy.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
     chalice = FakeChalice(moto, project)
 
     def ask(_: str) -> str:
@@ -333,17 +467,17 @@ def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
             raise answer
         return answer
 
-    with pytest.raises(deploy.DeployError, match="not confirmed"):
+    with pytest.raises(DeployError, match="not confirmed"):
         deploy.destroy("dev", session=moto, run=chalice, ask=ask, project_dir=project, out=_quiet)
 
     assert chalice.commands == []
-    assert deploy._stack(moto.client("cloudformation"), "booking-resources-dev") is not None
+    assert cfn_stack.describe(moto.client("cloudformation"), "booking-resources-dev") is not None
 
 
 def test_destroy_goes_on_when_the_stage_name_is_typed(moto: boto3.session.Session, project: Path) -> None:
-    deploy.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
     deploy.destroy("dev", session=moto, ask=lambda _: " dev\n", project_dir=project, wait_delay=0.1, out=_quiet)
-    assert deploy._stack(moto.client("cloudformation"), "booking-resources-dev") is None
+    assert cfn_stack.describe(moto.client("cloudformation"), "booking-resources-dev") is None
 
 
 # ------------------------------------------------ the whole command, moto server
@@ -399,7 +533,9 @@ def moto_server(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def test_deploy_end_to_end_against_a_moto_server(moto_server: str, tmp_path: Path) -> None:
+def test_deploy_end_to_end_against_a_moto_server(
+    moto_server: str, tmp_path: Path, pool_outputs: dict[str, str]
+) -> None:
     # Given the project's real dev settings and worker policy, with an app that has the worker only
     (tmp_path / ".chalice").mkdir()
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -414,11 +550,11 @@ def test_deploy_end_to_end_against_a_moto_server(moto_server: str, tmp_path: Pat
 
     # When the deploy command runs, the real `chalice deploy` included, twice
     for _ in range(2):
-        deploy.deploy("dev", session=session, project_dir=tmp_path, wait_delay=0.2, out=_quiet)
+        deploy_chalice.deploy_via_chalice("dev", session=session, project_dir=tmp_path, wait_delay=0.2, out=_quiet)
 
     # Then Chalice recorded the subscription as expected, and it reports partial failures
     deployed = json.loads((tmp_path / ".chalice" / "deployed" / "dev.json").read_text())
-    uuid = deploy.worker_event_source_uuid(deployed, "booking-declines-dev")
+    uuid = deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
     mapping = session.client("lambda").get_event_source_mapping(UUID=uuid)
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["EventSourceArn"].endswith(":booking-declines-dev")
@@ -427,3 +563,7 @@ def test_deploy_end_to_end_against_a_moto_server(moto_server: str, tmp_path: Pat
     assert function["Configuration"]["Timeout"] == 30
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == 5
     assert len(session.client("lambda").list_event_source_mappings()["EventSourceMappings"]) == 1
+    # And the worker, told so only after that, reports them, with the pool's settings
+    env = function["Configuration"]["Environment"]["Variables"]
+    assert env["DECLINES_PARTIAL_BATCH_RESPONSES"] == "true"
+    assert {k: env[k] for k in pool_outputs} == pool_outputs

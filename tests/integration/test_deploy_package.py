@@ -7,6 +7,7 @@ requirements, a few seconds with pip's cache) and the real cfn-lint.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
@@ -14,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tools import deploy
-from tools.resources import load_template
+from tools import deploy, deploy_package, deploy_settings
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +49,14 @@ def test_package_subscribes_the_worker_with_partial_batch_responses(packaged: tu
 
 def test_package_contains_the_resources_template(packaged: tuple[dict, list[str]]) -> None:
     template, _ = packaged
-    resources = load_template()["Resources"]
+    resources = deploy_package.infrastructure_template()["Resources"]
     for logical, spec in resources.items():
         assert template["Resources"][logical] == spec
     assert template["Resources"]["Table"]["DeletionPolicy"] == "Retain"
     assert template["Parameters"]["Stage"]["Default"] == "prod"
     assert template["Parameters"]["Stage"]["AllowedValues"] == ["prod"]
-    assert {"TableName", "DeclinesQueueUrl", "DeclinesDeadLetterQueueUrl", "EndpointURL"} <= set(template["Outputs"])
+    expected = {"TableName", "DeclinesQueueUrl", "DeclinesDeadLetterQueueUrl", "EndpointURL", "RestAPIId"}
+    assert expected | {"UserPoolId", "AppClientId", "AdminClientId", "ApiStageName"} <= set(template["Outputs"])
 
 
 def test_package_names_the_functions_as_chalice_deploy_does(packaged: tuple[dict, list[str]]) -> None:
@@ -77,7 +78,7 @@ def test_package_names_the_functions_as_chalice_deploy_does(packaged: tuple[dict
 
 def test_package_roles_carry_the_stage_policies(packaged: tuple[dict, list[str]]) -> None:
     template, _ = packaged
-    root = Path(deploy.PROJECT_DIR) / ".chalice"
+    root = Path(deploy_settings.PROJECT_DIR) / ".chalice"
     for role, policy_file in (
         ("ApiHandlerRole", "policy-prod-api.json"),
         ("TokenAuthorizerRole", "policy-prod-authorizer.json"),
@@ -100,13 +101,81 @@ def test_lint_fails_on_an_invalid_template(tmp_path: Path) -> None:
     }
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    with pytest.raises(deploy.DeployError, match="cfn-lint found"):
-        deploy.lint(path, out=lambda _: None)
+    with pytest.raises(deploy_settings.DeployError, match="cfn-lint found"):
+        deploy_package.lint(path, out=lambda _: None)
+
+
+def test_partial_batch_flag_and_subscription_travel_together(packaged: tuple[dict, list[str]]) -> None:
+    # The worker reports partial failures ("true") exactly where its SQS event has
+    # FunctionResponseTypes; every other function has neither.
+    template, _ = packaged
+    flags = {
+        name: r["Properties"]["Environment"]["Variables"].get("DECLINES_PARTIAL_BATCH_RESPONSES")
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert flags == {"APIHandler": None, "TokenAuthorizer": None, "DeclineWorker": "true"}
+    assert deploy_package.partial_batch_mismatches(template) == []
+
+
+def test_a_flag_without_its_subscription_setting_fails_the_package(packaged: tuple[dict, list[str]]) -> None:
+    template, _ = packaged
+    broken = copy.deepcopy(template)
+    (event,) = broken["Resources"]["DeclineWorker"]["Properties"]["Events"].values()
+    del event["Properties"]["FunctionResponseTypes"]
+    assert deploy_package.partial_batch_mismatches(broken) == [
+        "DeclineWorker: DECLINES_PARTIAL_BATCH_RESPONSES=True but SQS events report partial failures: False"
+    ]
+    env = deploy_settings.stage_environment("prod")
+    with pytest.raises(deploy_settings.DeployError, match="FunctionResponseTypes"):
+        deploy_package.check_packaged_template(broken, env)
+    flag_only = copy.deepcopy(template)
+    flag_only["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"][
+        "DECLINES_PARTIAL_BATCH_RESPONSES"
+    ] = "true"
+    with pytest.raises(deploy_settings.DeployError, match="APIHandler"):
+        deploy_package.check_packaged_template(flag_only, env)
+
+
+def test_the_functions_verify_tokens_of_the_stage_s_pool(packaged: tuple[dict, list[str]]) -> None:
+    template, _ = packaged
+    outputs = template["Outputs"]
+    for name in ("APIHandler", "TokenAuthorizer", "DeclineWorker"):
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["AUTH_ISSUER"] == outputs["AuthIssuer"]["Value"]
+        assert variables["AUTH_AUDIENCE"] == outputs["AuthAudience"]["Value"]
+        assert variables["AUTH_JWKS_URL"] == outputs["AuthJwksUrl"]["Value"]
+    issuer = outputs["AuthIssuer"]["Value"]["Fn::Sub"]
+    assert issuer[0] == "https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}"
+    assert issuer[1]["PoolId"] == {"Fn::If": ["CreateUserPool", {"Ref": "UserPool"}, {"Ref": "ExistingUserPoolId"}]}
+    jwks = outputs["AuthJwksUrl"]["Value"]["Fn::Sub"][1]["Base"]
+    assert jwks == {
+        "Fn::If": [
+            "AwsJwks",
+            {"Fn::Sub": "https://cognito-idp.${AWS::Region}.amazonaws.com"},
+            {"Ref": "CognitoJwksBaseUrl"},
+        ]
+    }
+
+
+def test_the_stage_gets_its_pool_groups_and_clients(packaged: tuple[dict, list[str]]) -> None:
+    template, _ = packaged
+    resources, params = template["Resources"], template["Parameters"]
+    assert {params[p]["Default"] for p in ("ExistingUserPoolId", "ExistingAppClientId", "CognitoJwksBaseUrl")} == {""}
+    assert resources["UserPool"]["Condition"] == "CreateUserPool"
+    groups = {r["Properties"]["GroupName"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolGroup"}
+    assert groups == {"parents", "nannies"}
+    app, admin = resources["AppClient"]["Properties"], resources["AdminClient"]["Properties"]
+    assert app["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    assert app["GenerateSecret"] is False
+    assert resources["AppClient"]["Condition"] == "CreateAppClient"
+    assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" in admin["ExplicitAuthFlows"]
+    assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" not in app["ExplicitAuthFlows"]
 
 
 def test_the_merge_only_touches_resources_chalice_generates() -> None:
-    merge = deploy.merge_template("dev", deploy.stage_environment("dev"), "babysitting-booking")
-    own = set(load_template()["Resources"])
+    merge = deploy_package.merge_template("dev", deploy_settings.stage_environment("dev"), "babysitting-booking")
+    own = set(deploy_package.infrastructure_template()["Resources"])
     touched = set(merge["Resources"]) - own
     assert touched == {"DeclineWorker", "APIHandler", "TokenAuthorizer", "ApiHandlerLogGroup"}
     events = merge["Resources"]["DeclineWorker"]["Properties"]["Events"]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tools.deploy import FUNCTIONS, WORKER_FUNCTION, chalice_config, stage_environment
+from tools.deploy_settings import (
+    FUNCTIONS,
+    NOT_DEPLOYABLE,
+    PROJECT_DIR,
+    WORKER_FUNCTION,
+    chalice_config,
+    load_project_config,
+    stage_environment,
+)
 from tools.resources import load_template, parameters
 
 STAGES = ("dev", "prod")
@@ -54,8 +62,24 @@ def _short(function: str) -> str:
     return {"api_handler": "api", "token_authorizer": "authorizer", "decline_worker": "worker"}[function]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_the_worker_returns_partial_batch_responses(stage: str) -> None:
-    # Only true because tools.deploy (and the package's merge template) turn on
-    # ReportBatchItemFailures for the worker's subscription.
-    assert stage_environment(stage)["DECLINES_PARTIAL_BATCH_RESPONSES"] == "true"
+def test_no_deployed_stage_reports_partial_failures_by_configuration() -> None:
+    # Plain `chalice deploy` applies config.json alone, and leaves the subscription without
+    # ReportBatchItemFailures: a worker told to report partial failures there would have its
+    # failed declines deleted. Only a deploy path that set and verified the subscription sets
+    # the flag (tools/deploy_package.py, tools/deploy_chalice.py).
+    config = load_project_config()
+    for stage in config["stages"]:
+        if stage in NOT_DEPLOYABLE:
+            continue
+        for function in FUNCTIONS:
+            assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in stage_environment(stage, function=function), stage
+    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in config.get("environment_variables", {})
+
+
+def test_config_holds_no_identity_placeholders() -> None:
+    # The functions' AUTH_* come from the stage's user pool at deploy time.
+    text = (PROJECT_DIR / ".chalice" / "config.json").read_text()
+    for placeholder in ("REGION", "USER_POOL_ID", "APP_CLIENT_ID"):
+        assert placeholder not in text
+    for stage in STAGES:
+        assert not {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL"} & set(stage_environment(stage))
