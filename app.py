@@ -77,9 +77,10 @@ def _page_response(scope: str, page: Any, render: Any) -> dict[str, Any]:
 @web.json_view
 def create_job() -> Response:
     caller = _caller()
-    job = bootstrap.service().create_job(caller, web.new_job(_body()))
-    append_keys(jobId=job.job_id)
-    return web.created(web.job_json(job))
+    key = web.idempotency_key(_request().headers)
+    result = bootstrap.service().create_job(caller, web.new_job(_body()), idempotency_key=key)
+    append_keys(jobId=result.job.job_id)
+    return web.created(web.job_json(result.job), new=result.created)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=token_authorizer)
@@ -166,6 +167,7 @@ def decline_worker(event: Any) -> dict[str, Any]:
             bootstrap.service(),
             partial_responses=bootstrap.partial_batch_responses(),
             metrics=PowertoolsMetrics(),
+            dead_letters=bootstrap.dead_letters(),
         )
     finally:
         flush_metrics()

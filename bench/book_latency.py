@@ -1,6 +1,6 @@
 """Part 1: booking latency against the number of applications per job, ours against the baseline.
 
-Both run in this process, against the local stack's DynamoDB Local and SQS, with
+Both run in this process, against the local stack's MiniStack (DynamoDB and SQS), with
 the same boto3 clients (the ones ``chalicelib.bootstrap`` creates), interleaved
 booking by booking. Every booking gets a fresh job prepared beforehand. The
 declines go to a queue of their own that nothing consumes; it is emptied after
@@ -144,7 +144,7 @@ def sqs_call_costs(sqs: Any, queue_url: str, setup_sqs: Any, calls: int) -> dict
 
 
 def empty_queue(sqs: Any, queue_url: str) -> None:
-    """Deletes and recreates the queue (same name, same URL): moto allows one PurgeQueue a minute."""
+    """Deletes and recreates the queue (same name, same URL): SQS allows one PurgeQueue a minute."""
     sqs.delete_queue(QueueUrl=queue_url)
     created = sqs.create_queue(QueueName=queue_url.rsplit("/", 1)[-1])["QueueUrl"]
     if created != queue_url:

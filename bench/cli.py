@@ -66,7 +66,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("3. decline worker throughput")
     g.add_argument("--backlog", type=int, default=5000, help="decline messages in the backlog (default 5000)")
     g.add_argument("--worker-concurrency", type=_ints, default=(1, 4), help="poller threads (default 1,4)")
-    g.add_argument("--moto-backlog", type=int, default=500, help="backlog through moto's SQS, 0 to skip (default 500)")
+    g.add_argument(
+        "--sqs-backlog", type=int, default=500, help="backlog through MiniStack's SQS, 0 to skip (default 500)"
+    )
     g = p.add_argument_group("4. knee")
     g.add_argument(
         "--knee-rates",
@@ -80,7 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.sizes, args.bookings, args.bookings_large = (1, 10), 2, 1
         args.rate, args.duration, args.apps_per_job = 10.0, 2.0, 3
-        args.backlog, args.worker_concurrency, args.moto_backlog = 40, (1,), 20
+        args.backlog, args.worker_concurrency, args.sqs_backlog = 40, (1,), 20
         args.knee_rates, args.knee_step = (10.0, 20.0), 1.0
     return args
 
@@ -176,8 +178,8 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
             plan3 = worker_throughput.Plan(
                 backlog=args.backlog,
                 concurrency=args.worker_concurrency,
-                moto_backlog=args.moto_backlog,
-                moto_concurrency=args.worker_concurrency[:1],
+                sqs_backlog=args.sqs_backlog,
+                sqs_concurrency=args.worker_concurrency[:1],
             )
             results["worker_throughput"] = worker_throughput.run(stack, plan3, say)
     if 4 in args.parts:

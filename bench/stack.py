@@ -1,7 +1,7 @@
 """The local stack (``python -m tools.localstack``) as a subprocess, and this process wired to it.
 
-The stack runs DynamoDB Local, moto's SQS server, ``chalice local`` and the queue
-poller; the benchmarks call the service in this process too, against the same
+The stack runs MiniStack (DynamoDB and SQS), ``chalice local`` and the queue
+pollers; the benchmarks call the service in this process too, against the same
 emulators, so this module also gives the process the environment the app sees there.
 """
 

@@ -13,8 +13,8 @@ Two queues carry the backlog:
 * ``memory``: a queue kept in this process (``MemoryQueue``), so the measure is the
   worker's own cost (poller, handler, Powertools' batch processor, the service, one
   UpdateItem per message) and not the queue emulator's;
-* ``moto``: a queue on the local stack's SQS (moto), a smaller backlog, because moto
-  scans the whole queue on every send, receive and delete (its cost grows with depth).
+* ``sqs``: a queue on the local stack's SQS (MiniStack), a smaller backlog: the same
+  worker with a real queue's receive, visibility and delete calls in the loop.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ MEMORY_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:bench-declines-backlog"
 class Plan:
     backlog: int = 5000
     concurrency: tuple[int, ...] = (1, 4)
-    moto_backlog: int = 500
-    moto_concurrency: tuple[int, ...] = (1,)
+    sqs_backlog: int = 500
+    sqs_concurrency: tuple[int, ...] = (1,)
     timeout_seconds: float = 600.0
 
 
@@ -181,22 +181,22 @@ def run(stack: Stack, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
             f"{worker['still_pending']} left PENDING"
         )
 
-    moto = []
+    through_sqs = []
     sqs = stack.client("sqs")
-    for concurrency in plan.moto_concurrency if plan.moto_backlog else ():
+    for concurrency in plan.sqs_concurrency if plan.sqs_backlog else ():
         jobs = prepare_jobs(
-            setup_db, stack.table, max(1, -(-plan.moto_backlog // APPS_PER_JOB)), APPS_PER_JOB, owners, "p3-moto"
+            setup_db, stack.table, max(1, -(-plan.sqs_backlog // APPS_PER_JOB)), APPS_PER_JOB, owners, "p3-sqs"
         )
         url = sqs.create_queue(QueueName=f"bench-declines-backlog-c{concurrency}")["QueueUrl"]
         _fill(sqs, url, jobs)
         worker = _drain(sqs, url, handler, concurrency, len(_keys(jobs)), plan.timeout_seconds)
         worker["still_pending"] = _count_pending(setup_db, stack.table, _keys(jobs))
-        moto.append({"concurrency": concurrency, "queue": "moto", "worker": worker})
+        through_sqs.append({"concurrency": concurrency, "queue": "sqs", "worker": worker})
         say(
-            f"  moto SQS, backlog {worker['messages']}, concurrency {concurrency}: "
+            f"  MiniStack SQS, backlog {worker['messages']}, concurrency {concurrency}: "
             f"{worker['per_second']:.0f} declines/s"
         )
-    return {"plan": plan.__dict__, "levels": levels, "moto": moto}
+    return {"plan": plan.__dict__, "levels": levels, "sqs": through_sqs}
 
 
 def _keys(jobs: Sequence[PreparedJob]) -> list[tuple[str, str]]:

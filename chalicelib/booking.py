@@ -14,6 +14,7 @@ from typing import Protocol
 from chalicelib.domain import (
     Application,
     ApplicationStatus,
+    BookingIncomplete,
     BookingResult,
     Caller,
     DeclineOutcome,
@@ -21,12 +22,14 @@ from chalicelib.domain import (
     EnqueueReport,
     Forbidden,
     Job,
+    JobCreation,
     JobNotFound,
     JobNotOpen,
     JobStatus,
     NewJob,
     Page,
     Role,
+    Unavailable,
     format_time,
     new_id,
     utc_now,
@@ -37,20 +40,24 @@ log = logging.getLogger(__name__)
 
 class Store(Protocol):
     def put_job(self, job: Job) -> None: ...
+    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str | None: ...
     def get_job(self, job_id: str) -> Job | None: ...
-    def get_job_of_owner(self, owner: str, job_id: str) -> Job | None: ...
     def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]: ...
     def list_jobs_of_owner(self, owner: str, limit: int, cursor: dict | None) -> Page[Job]: ...
     def add_application(self, job: Job, app: Application) -> None: ...
     def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]: ...
     def list_applications_of_applicant(self, user: str, limit: int, cursor: dict | None) -> Page[Application]: ...
     def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None: ...
-    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]: ...
+    def job_with_pending_applications(
+        self, job_id: str, *, consistent: bool = False
+    ) -> tuple[Job | None, list[str]]: ...
     def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome: ...
 
 
 class DeclinePublisher(Protocol):
-    def publish(self, job_id: str, application_ids: Sequence[str]) -> EnqueueReport: ...
+    def publish(
+        self, job_id: str, application_ids: Sequence[str], *, sweep_after: int | None = None
+    ) -> EnqueueReport: ...
 
 
 class Metrics(Protocol):
@@ -71,16 +78,19 @@ class BookingService:
         clock: Callable[[], str] = lambda: format_time(utc_now()),
         ids: Callable[[], str] = new_id,
         metrics: Metrics | None = None,
+        sweep_delay_seconds: int = 30,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        self._sweep_delay = sweep_delay_seconds
         self._now = clock
         self._new_id = ids
         self._metrics = metrics or _NoMetrics()
 
     # ----------------------------------------------------------------- jobs
 
-    def create_job(self, caller: Caller, new: NewJob) -> Job:
+    def create_job(self, caller: Caller, new: NewJob, idempotency_key: str | None = None) -> JobCreation:
+        """Posts a job; with an idempotency key, the same request within 24 h gets the same job."""
         _require(caller, Role.PARENT, "Only parents can post jobs.")
         job = Job(
             job_id=self._new_id(),
@@ -94,8 +104,13 @@ class BookingService:
             hourly_rate=new.hourly_rate,
             location=new.location,
         )
-        self._store.put_job(job)
-        return job
+        if idempotency_key is None:
+            self._store.put_job(job)
+            return JobCreation(job, created=True)
+        existing_id = self._store.put_job_once(job, idempotency_key, new.fingerprint())
+        if existing_id is None:
+            return JobCreation(job, created=True)
+        return JobCreation(self.get_job(existing_id), created=False)
 
     def get_job(self, job_id: str) -> Job:
         job = self._store.get_job(job_id)
@@ -114,6 +129,8 @@ class BookingService:
     def apply(self, caller: Caller, job_id: str, message: str | None) -> Application:
         _require(caller, Role.NANNY, "Only nannies can apply to jobs.")
         job = self.get_job(job_id)
+        if job.owner == caller.username:  # a user may be in both groups
+            raise Forbidden("You cannot apply to your own job.", code="OWN_JOB")
         if job.status is not JobStatus.OPEN:
             raise JobNotOpen("The job is not open for applications.")
         now = self._now()
@@ -150,24 +167,36 @@ class BookingService:
         _require(caller, Role.PARENT, "Only parents can book nannies.")
         now = self._now()
         already_booked = self._store.close_job_and_accept(caller.username, job_id, application_id, now)
-        # Queried after the close: no application can be added from here on.
-        seen, pending = self._store.job_with_pending_applications(job_id)
-        pending = [p for p in pending if p != application_id]
-        if already_booked is not None:
-            job = already_booked
-        else:
-            base = seen or self._store.get_job_of_owner(caller.username, job_id)
-            if base is None:  # pragma: no cover - the transaction has just written it
-                raise JobNotFound("Job not found.")
-            job = replace(base, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now)
+        if already_booked is None:
             self._metrics.count("Bookings")
-        report = self._publisher.publish(job_id, pending)
+        try:
+            # The index may lag behind the base table: an application written just
+            # before the close can be missing here. The delayed sweep queued below
+            # re-reads the job's partition consistently and declines what this missed.
+            seen, pending = self._store.job_with_pending_applications(job_id)
+            if already_booked is not None:
+                job = already_booked
+            else:
+                base = seen or self._store.get_job(job_id)
+                if base is None:  # pragma: no cover - the transaction has just written it
+                    raise JobNotFound("Job not found.")
+                job = replace(base, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now)
+        except Unavailable as exc:
+            log.error("booking committed but its applications could not be read", extra={"jobId": job_id})
+            raise BookingIncomplete(
+                "The job is booked, but declining the other applicants could not start; "
+                "repeat the same request to finish.",
+                acceptedApplicationId=application_id,
+            ) from exc
+        pending = [p for p in pending if p != application_id]
+        report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay)
         self._metrics.count("DeclinesQueued", report.queued)
-        if report.failed_ids:
+        if report.failed_ids or report.sweep_failed:
             self._metrics.count("DeclinesNotQueued", len(report.failed_ids))
             log.error(
-                "booking committed but %d declines were not queued",
+                "booking committed but %d declines (sweep: %s) were not queued",
                 len(report.failed_ids),
+                "not queued" if report.sweep_failed else "queued",
                 extra={"jobId": job_id, "applicationId": application_id},
             )
             raise DeclinesNotQueued(
@@ -175,6 +204,7 @@ class BookingService:
                 "repeat the same request to finish.",
                 declinesQueued=report.queued,
                 declinesNotQueued=len(report.failed_ids),
+                sweepQueued=not report.sweep_failed,
                 acceptedApplicationId=application_id,
             )
         return BookingResult(
@@ -196,6 +226,27 @@ class BookingService:
         elif outcome is DeclineOutcome.UNKNOWN_APPLICATION:
             log.warning("decline named an unknown application; dropped")
         return outcome
+
+    def sweep(self, job_id: str) -> int:
+        """Declines every application of a booked job still PENDING, read consistently.
+
+        Queued (delayed) by each booking for what its index query missed; no
+        application can be added after the close, so this leaves none behind.
+        """
+        job, pending = self._store.job_with_pending_applications(job_id, consistent=True)
+        if job is None or job.status is not JobStatus.CLOSED:
+            log.warning("sweep of a job that is not booked; nothing to do", extra={"jobId": job_id})
+            return 0
+        declined = 0
+        for application_id in pending:
+            if application_id == job.accepted_application_id:
+                continue
+            if self.decline(job_id, application_id) is DeclineOutcome.DECLINED:
+                declined += 1
+        if declined:
+            log.warning("sweep declined %d applications the booking had not seen", declined, extra={"jobId": job_id})
+        self._metrics.count("DeclinesSwept", declined)
+        return declined
 
 
 def _require(caller: Caller, role: Role, message: str) -> None:

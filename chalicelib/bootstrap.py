@@ -15,7 +15,7 @@ from botocore.config import Config
 from chalicelib.auth import JwksSource, TokenVerifier
 from chalicelib.booking import BookingService
 from chalicelib.config import get_settings, reset_settings
-from chalicelib.declines import SqsDeclinePublisher, cached_queue_url
+from chalicelib.declines import DeadLetters, SqsDeclinePublisher, cached_queue_url
 from chalicelib.observability import PowertoolsMetrics, traced
 from chalicelib.pagination import PageTokens
 from chalicelib.store import DynamoStore
@@ -23,11 +23,25 @@ from chalicelib.store import DynamoStore
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
 
-_TRACED = ("create_job", "get_job", "apply", "book", "decline", "list_applications")
+_TRACED = ("create_job", "get_job", "apply", "book", "decline", "sweep", "list_applications")
 
-# Standard retry mode retries throttling with backoff; connection pools sized for
-# the publisher's concurrent batches.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=20)
+
+def client_config() -> Config:
+    """Bounded calls, so the API (10 s timeout) answers before Lambda cuts it off.
+
+    Standard retry mode retries throttling, 5xx and timeouts with backoff (at most
+    1 s before the second attempt). With the defaults a call that keeps failing
+    gives up after 2 x (0.5 s connect + 1 s read) + 1 s = 4 s; nothing above botocore
+    retries a call again (README "Timeouts and retries"). Pools sized for the
+    publisher's concurrent batches.
+    """
+    s = get_settings()
+    return Config(
+        connect_timeout=s.client_connect_timeout_seconds,
+        read_timeout=s.client_read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": s.client_max_attempts},  # first try included
+        max_pool_connections=20,
+    )
 
 
 def _get(name: str, build: Any) -> Any:
@@ -38,11 +52,19 @@ def _get(name: str, build: Any) -> Any:
 
 
 def dynamodb_client() -> Any:
-    return _get("dynamodb", lambda: boto3.client("dynamodb", config=_CLIENT_CONFIG))
+    return _get("dynamodb", lambda: boto3.client("dynamodb", config=client_config()))
 
 
 def sqs_client() -> Any:
-    return _get("sqs", lambda: boto3.client("sqs", config=_CLIENT_CONFIG))
+    return _get("sqs", lambda: boto3.client("sqs", config=client_config()))
+
+
+def declines_queue_url() -> Any:
+    def build() -> Any:
+        s = get_settings()
+        return cached_queue_url(sqs_client(), s.declines_queue_url, s.declines_queue_name)
+
+    return _get("declines_queue_url", build)
 
 
 def store() -> DynamoStore:
@@ -58,9 +80,10 @@ def publisher() -> SqsDeclinePublisher:
         s = get_settings()
         return SqsDeclinePublisher(
             sqs_client(),
-            cached_queue_url(sqs_client(), s.declines_queue_url, s.declines_queue_name),
+            declines_queue_url(),
             max_attempts=s.enqueue_max_attempts,
             backoff_seconds=s.enqueue_backoff_seconds,
+            deadline_seconds=s.enqueue_deadline_seconds,
             concurrency=s.enqueue_concurrency,
         )
 
@@ -69,12 +92,24 @@ def publisher() -> SqsDeclinePublisher:
 
 def service() -> BookingService:
     def build() -> BookingService:
-        svc = BookingService(store(), publisher(), metrics=PowertoolsMetrics())
+        svc = BookingService(
+            store(),
+            publisher(),
+            metrics=PowertoolsMetrics(),
+            sweep_delay_seconds=get_settings().sweep_delay_seconds,
+        )
         for name in _TRACED:
             setattr(svc, name, traced(getattr(svc, name)))
         return svc
 
     return _get("service", build)
+
+
+def dead_letters() -> DeadLetters:
+    return _get(
+        "dead_letters",
+        lambda: DeadLetters(sqs_client(), declines_queue_url(), get_settings().declines_dlq_url),
+    )
 
 
 def verifier() -> TokenVerifier:

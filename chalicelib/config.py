@@ -58,7 +58,15 @@ class Settings:
     query_page_size: int | None
     enqueue_max_attempts: int
     enqueue_backoff_seconds: float
+    enqueue_deadline_seconds: float
     enqueue_concurrency: int
+    # How long after a booking its sweep runs: past the index's usual lag (SQS allows 0-900).
+    sweep_delay_seconds: int
+    declines_dlq_url: str | None
+    # botocore, for every client: see README "Timeouts and retries".
+    client_connect_timeout_seconds: float
+    client_read_timeout_seconds: float
+    client_max_attempts: int
 
 
 @lru_cache(maxsize=1)
@@ -81,9 +89,15 @@ def get_settings() -> Settings:
         # store validates every key); a secret makes them unforgeable as well.
         page_token_secret=os.environ.get("PAGE_TOKEN_SECRET") or f"table:{os.environ.get('TABLE_NAME', '')}",
         query_page_size=_int("QUERY_PAGE_SIZE", None),
-        enqueue_max_attempts=_int("ENQUEUE_MAX_ATTEMPTS", 5) or 5,
+        enqueue_max_attempts=_int("ENQUEUE_MAX_ATTEMPTS", 3) or 3,
         enqueue_backoff_seconds=(_int("ENQUEUE_BACKOFF_MS", 50) or 0) / 1000,
+        enqueue_deadline_seconds=(_int("ENQUEUE_DEADLINE_MS", 500) or 0) / 1000,
         enqueue_concurrency=_int("ENQUEUE_CONCURRENCY", 4) or 1,
+        sweep_delay_seconds=min(900, max(0, _int("SWEEP_DELAY_SECONDS", 30) or 0)),
+        declines_dlq_url=os.environ.get("DECLINES_DLQ_URL") or None,
+        client_connect_timeout_seconds=(_int("CLIENT_CONNECT_TIMEOUT_MS", 500) or 500) / 1000,
+        client_read_timeout_seconds=(_int("CLIENT_READ_TIMEOUT_MS", 1000) or 1000) / 1000,
+        client_max_attempts=_int("CLIENT_MAX_ATTEMPTS", 2) or 2,
     )
 
 

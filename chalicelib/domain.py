@@ -6,10 +6,12 @@ Nothing here knows about DynamoDB, SQS, HTTP or Chalice: the use cases in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -93,6 +95,11 @@ class NewJob:
     hourly_rate: Decimal | None = None
     location: str | None = None
 
+    def fingerprint(self) -> str:
+        """A hash of the request's meaning: the same job posted twice has the same one."""
+        canonical = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
 
 @dataclass(frozen=True)
 class Job:
@@ -125,6 +132,12 @@ class Application:
 class Page(Generic[T]):
     items: list[T]
     cursor: dict | None = None
+
+
+@dataclass(frozen=True)
+class JobCreation:
+    job: Job
+    created: bool  # False: an earlier request with the same idempotency key created it
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,12 @@ class ConcurrentUpdate(Conflict):
     code = "CONCURRENT_UPDATE"
 
 
+class IdempotencyKeyReused(DomainError):
+    """The same idempotency key came with a different request."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
 class Unavailable(DomainError):
     """A dependency refused or failed; the request may be retried as it is."""
 
@@ -213,7 +232,17 @@ class DeclinesNotQueued(Unavailable):
     code = "DECLINES_NOT_QUEUED"
 
 
+class BookingIncomplete(Unavailable):
+    """The booking is committed but a later step (reading the applications) failed.
+
+    Repeating the same booking request finishes it.
+    """
+
+    code = "BOOKING_INCOMPLETE"
+
+
 @dataclass
 class EnqueueReport:
     queued: int = 0
     failed_ids: list[str] = field(default_factory=list)
+    sweep_failed: bool = False

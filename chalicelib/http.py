@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from chalicelib.domain import (
     DeclinesNotQueued,
     DomainError,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidInput,
     Job,
     JobNotFound,
@@ -47,6 +49,7 @@ _STATUS: list[tuple[type[DomainError], int]] = [
     (ApplicationNotFound, 404),
     (AlreadyApplied, 409),
     (Conflict, 409),
+    (IdempotencyKeyReused, 422),
     (DeclinesNotQueued, 503),
     (Unavailable, 503),
 ]
@@ -139,6 +142,23 @@ def query_params(
             raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}.", code="INVALID_QUERY", field="limit")
         limit = int(raw)
     return limit, params.get("nextToken")
+
+
+_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(headers: Mapping[str, str] | None) -> str | None:
+    """The optional ``Idempotency-Key`` header: 1-255 visible ASCII characters."""
+    value = (headers or {}).get("idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY_RE.match(value):
+        raise InvalidInput(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            code="INVALID_IDEMPOTENCY_KEY",
+            field="Idempotency-Key",
+        )
+    return value
 
 
 def json_body(raw: bytes | None) -> dict[str, Any]:
@@ -304,5 +324,6 @@ def _number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def created(body: dict[str, Any]) -> Response:
-    return Response(body=body, status_code=201, headers={"Content-Type": "application/json"})
+def created(body: dict[str, Any], *, new: bool = True) -> Response:
+    """201 for what this request created; 200 for a replay of an earlier one."""
+    return Response(body=body, status_code=201 if new else 200, headers={"Content-Type": "application/json"})

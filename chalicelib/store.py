@@ -1,28 +1,21 @@
-"""Single-table DynamoDB adapter: the only module that knows keys or boto3's DynamoDB API.
+"""Single-table DynamoDB adapter: the only module that calls boto3's DynamoDB API.
 
-Items (see README "Data model"):
-  job          PK=USER#<owner>            SK=JOB#<jobId>
-               GSI1 jobApplications:  GSI1PK=JOB#<jobId>  GSI1SK=JOB
-               GSI3 openJobs (only while OPEN): GSI3PK=JOBS#OPEN  GSI3SK=JOB#<jobId>
-  application  PK=SK=JOB#<jobId>#APPLICATION#<applicationId>
-               GSI1 jobApplications:  GSI1PK=JOB#<jobId>  GSI1SK=APPLICATION#<applicationId>
-               GSI2 applicantApplications: GSI2PK=APPLICANT#<user>  GSI2SK=APPLICATION#<applicationId>
-  guard        PK=SK=JOB#<jobId>#APPLICANT#<user>   (one application per nanny and job)
-
-Ids are ULIDs, so sorting by id sorts by creation time.
+Key and item shapes live in ``items.py`` (see README "Data model"). Everything read
+by id or by job (a job, its applications) is read from the base table, strongly
+consistent; indexes serve only the listings and the booking's first pass.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+from chalicelib import items as it
 from chalicelib.domain import (
     AlreadyApplied,
     Application,
@@ -32,6 +25,7 @@ from chalicelib.domain import (
     ConcurrentUpdate,
     DeclineOutcome,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidInput,
     Job,
     JobNotFound,
@@ -41,146 +35,20 @@ from chalicelib.domain import (
     Unavailable,
 )
 
-JOB_APPLICATIONS_INDEX = "jobApplications"
-APPLICANT_APPLICATIONS_INDEX = "applicantApplications"
-OPEN_JOBS_INDEX = "openJobs"
-
-_OPEN_PARTITION = "JOBS#OPEN"
-_JOB_SORT = "JOB"
 _THROTTLE_CODES = {
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "ThrottlingError",
 }
+# Left over after botocore's own retries: the request may be repeated as it is.
+_UNAVAILABLE_CODES = _THROTTLE_CODES | {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
 _TRANSACTION_RETRIES = 3
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-# ------------------------------------------------------------------------- keys
-
-
-def _user_pk(user: str) -> str:
-    return f"USER#{user}"
-
-
-def _job_sk(job_id: str) -> str:
-    return f"JOB#{job_id}"
-
-
-def _job_partition(job_id: str) -> str:
-    return f"JOB#{job_id}"
-
-
-def _application_key(job_id: str, application_id: str) -> str:
-    return f"JOB#{job_id}#APPLICATION#{application_id}"
-
-
-def _application_sort(application_id: str) -> str:
-    return f"APPLICATION#{application_id}"
-
-
-def _guard_key(job_id: str, user: str) -> str:
-    return f"JOB#{job_id}#APPLICANT#{user}"
-
-
-def _applicant_partition(user: str) -> str:
-    return f"APPLICANT#{user}"
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"PK": _s(pk), "SK": _s(sk)}
-
-
-def _serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
-
-
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
-
-
-# ------------------------------------------------------------------- mapping
-
-
-def _job_item(job: Job) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "PK": _user_pk(job.owner),
-        "SK": _job_sk(job.job_id),
-        "GSI1PK": _job_partition(job.job_id),
-        "GSI1SK": _JOB_SORT,
-        "type": "JOB",
-        "jobId": job.job_id,
-        "owner": job.owner,
-        "status": job.status.value,
-        "title": job.title,
-        "startsAt": job.starts_at,
-        "endsAt": job.ends_at,
-        "createdAt": job.created_at,
-        "description": job.description,
-        "hourlyRate": job.hourly_rate,
-        "location": job.location,
-    }
-    if job.status is JobStatus.OPEN:
-        item["GSI3PK"] = _OPEN_PARTITION
-        item["GSI3SK"] = _job_sk(job.job_id)
-    return item
-
-
-def _job_from(item: dict[str, Any]) -> Job:
-    rate = item.get("hourlyRate")
-    return Job(
-        job_id=item["jobId"],
-        owner=item["owner"],
-        status=JobStatus(item["status"]),
-        title=item["title"],
-        starts_at=item["startsAt"],
-        ends_at=item["endsAt"],
-        created_at=item["createdAt"],
-        description=item.get("description"),
-        hourly_rate=Decimal(rate) if rate is not None else None,
-        location=item.get("location"),
-        accepted_application_id=item.get("acceptedApplicationId"),
-        closed_at=item.get("closedAt"),
-    )
-
-
-def _application_item(app: Application) -> dict[str, Any]:
-    key = _application_key(app.job_id, app.application_id)
-    return {
-        "PK": key,
-        "SK": key,
-        "GSI1PK": _job_partition(app.job_id),
-        "GSI1SK": _application_sort(app.application_id),
-        "GSI2PK": _applicant_partition(app.applicant),
-        "GSI2SK": _application_sort(app.application_id),
-        "type": "APPLICATION",
-        "applicationId": app.application_id,
-        "jobId": app.job_id,
-        "applicant": app.applicant,
-        "status": app.status.value,
-        "createdAt": app.created_at,
-        "updatedAt": app.updated_at,
-        "message": app.message,
-    }
-
-
-def _application_from(item: dict[str, Any]) -> Application:
-    return Application(
-        application_id=item["applicationId"],
-        job_id=item["jobId"],
-        applicant=item["applicant"],
-        status=ApplicationStatus(item["status"]),
-        created_at=item["createdAt"],
-        updated_at=item["updatedAt"],
-        message=item.get("message"),
-    )
+_s = it.s
+_serialize = it.serialize
+_deserialize = it.deserialize
 
 
 # --------------------------------------------------------------------- errors
@@ -194,8 +62,13 @@ def _cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
     return exc.response.get("CancellationReasons") or []
 
 
-def _raise_unavailable(exc: ClientError) -> None:
-    raise Unavailable("The database is busy; retry the request.", cause=_error_code(exc)) from exc
+def _unavailable(exc: Exception) -> Unavailable:
+    cause = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    return Unavailable("The database is busy; retry the request.", cause=cause)
+
+
+def _failed(reason: dict[str, Any]) -> bool:
+    return reason.get("Code") == "ConditionalCheckFailed"
 
 
 class DynamoStore:
@@ -209,49 +82,90 @@ class DynamoStore:
     # ----------------------------------------------------------------- jobs
 
     def put_job(self, job: Job) -> None:
+        """Writes a new job. A botocore retry of a put that had committed finds its own item."""
+        item = _serialize(it.job_item(job))
         try:
-            self._db.put_item(
+            self._call(
+                "put_item",
                 TableName=self._table,
-                Item=_serialize(_job_item(job)),
+                Item=item,
                 ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) in _THROTTLE_CODES:
-                _raise_unavailable(exc)
-            raise
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item") or self._get(it.job_key(job.job_id))
+            # A fresh ULID cannot collide with another job: an item with our id and
+            # creation time is ours (numbers come back normalised, so not the whole item).
+            if not old or any(old.get(k) != item[k] for k in ("jobId", "owner", "createdAt")):
+                raise
+        # An item equal to ours: the first attempt committed, the retry is the same write.
+
+    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str | None:
+        """Writes the job and binds the owner's idempotency key to it, atomically.
+
+        Returns None when this call wrote the job, or the id of the job an earlier
+        request with the same key and fingerprint created (within 24 h).
+        """
+        now = int(time.time())
+        record = it.idempotency_item(job.owner, client_key, fingerprint, job.job_id, now + IDEMPOTENCY_TTL_SECONDS)
+        key_item = {
+            "Put": {
+                "TableName": self._table,
+                "Item": _serialize(record),
+                # TTL deletes lazily (up to days late): an expired record counts as absent.
+                "ConditionExpression": "attribute_not_exists(PK) OR expiresAt < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        job_put = {
+            "Put": {
+                "TableName": self._table,
+                "Item": _serialize(it.job_item(job)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        try:
+            # The token makes DynamoDB answer a retried, committed call with success.
+            self._transact([key_item, job_put], token=job.job_id)
+            return None
+        except _Cancelled as cancelled:
+            if not _failed(cancelled.reasons[0]):
+                raise ConcurrentUpdate("The request collided with another; retry.") from None
+            old = cancelled.reasons[0].get("Item") or self._get(it.idempotency_key(job.owner, client_key))
+        existing = _deserialize(old) if old else {}
+        if existing.get("jobId") == job.job_id:
+            return None  # our own write, committed by an attempt whose answer was lost
+        if existing.get("fingerprint") != fingerprint:
+            raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.")
+        return str(existing["jobId"])
 
     def get_job(self, job_id: str) -> Job | None:
-        """Looks a job up by id alone, through the (eventually consistent) index."""
-        resp = self._call(
-            "query",
-            TableName=self._table,
-            IndexName=JOB_APPLICATIONS_INDEX,
-            KeyConditionExpression="GSI1PK = :pk AND GSI1SK = :sk",
-            ExpressionAttributeValues={":pk": _s(_job_partition(job_id)), ":sk": _s(_JOB_SORT)},
-        )
-        items = resp.get("Items") or []
-        return _job_from(_deserialize(items[0])) if items else None
+        item = self._get(it.job_key(job_id))
+        return it.job_from(_deserialize(item)) if item else None
 
     def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]:
         return self._page(
-            _job_from,
+            it.job_from,
             limit,
             cursor,
-            index=OPEN_JOBS_INDEX,
+            index=it.OPEN_JOBS_INDEX,
             key_names=("GSI3PK", "GSI3SK"),
-            partition=_OPEN_PARTITION,
+            partition=it.OPEN_PARTITION,
             newest_first=True,
         )
 
     def list_jobs_of_owner(self, owner: str, limit: int, cursor: dict | None) -> Page[Job]:
         return self._page(
-            _job_from,
+            it.job_from,
             limit,
             cursor,
-            index=None,
-            key_names=("PK", "SK"),
-            partition=_user_pk(owner),
-            sort_prefix="JOB#",
+            index=it.BY_USER_INDEX,
+            key_names=("GSI2PK", "GSI2SK"),
+            partition=it.owner_partition(owner),
+            sort_prefix=it.JOB_PREFIX,
             newest_first=True,
         )
 
@@ -259,14 +173,13 @@ class DynamoStore:
 
     def add_application(self, job: Job, app: Application) -> None:
         """Writes the application only while the job is OPEN and once per nanny."""
-        guard = _guard_key(app.job_id, app.applicant)
         try:
             self._transact(
                 [
                     {
                         "ConditionCheck": {
                             "TableName": self._table,
-                            "Key": _key(_user_pk(job.owner), _job_sk(job.job_id)),
+                            "Key": it.job_key(job.job_id),
                             "ConditionExpression": "#status = :open",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": {":open": _s(JobStatus.OPEN.value)},
@@ -275,82 +188,86 @@ class DynamoStore:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _serialize(
-                                {
-                                    "PK": guard,
-                                    "SK": guard,
-                                    "type": "APPLICATION_GUARD",
-                                    "applicationId": app.application_id,
-                                }
-                            ),
+                            "Item": _serialize(it.guard_item(app)),
                             "ConditionExpression": "attribute_not_exists(PK)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _serialize(_application_item(app)),
+                            "Item": _serialize(it.application_item(app)),
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
                     },
-                ]
+                ],
+                token=app.application_id,
             )
         except _Cancelled as cancelled:
             job_reason, guard_reason, _ = cancelled.reasons
-            if job_reason.get("Code") == "ConditionalCheckFailed":
+            if _failed(guard_reason):
+                guard = guard_reason.get("Item") or self._get(it.guard_key(app.job_id, app.applicant))
+                if guard and guard.get("applicationId", {}).get("S") == app.application_id:
+                    return  # our own write, committed by an attempt whose answer was lost
+            if _failed(job_reason):
                 raise JobNotOpen("The job is not open for applications.") from None
-            if guard_reason.get("Code") == "ConditionalCheckFailed":
+            if _failed(guard_reason):
                 raise AlreadyApplied("You have already applied to this job.") from None
             raise ConcurrentUpdate("The job changed while applying; retry.") from None
 
     def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
         return self._page(
-            _application_from,
+            it.application_from,
             limit,
             cursor,
-            index=JOB_APPLICATIONS_INDEX,
-            key_names=("GSI1PK", "GSI1SK"),
-            partition=_job_partition(job_id),
-            sort_prefix="APPLICATION#",
+            index=None,
+            key_names=("PK", "SK"),
+            partition=it.job_partition(job_id),
+            sort_prefix=it.APPLICATION_PREFIX,
             newest_first=False,
         )
 
     def list_applications_of_applicant(self, user: str, limit: int, cursor: dict | None) -> Page[Application]:
         return self._page(
-            _application_from,
+            it.application_from,
             limit,
             cursor,
-            index=APPLICANT_APPLICATIONS_INDEX,
+            index=it.BY_USER_INDEX,
             key_names=("GSI2PK", "GSI2SK"),
-            partition=_applicant_partition(user),
+            partition=it.applicant_partition(user),
+            sort_prefix=it.APPLICATION_PREFIX,
             newest_first=True,
         )
 
-    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]:
-        """Reads the job's index partition, every page: the job and its PENDING applications.
+    def job_with_pending_applications(self, job_id: str, *, consistent: bool = False) -> tuple[Job | None, list[str]]:
+        """The job and its PENDING applications, every page.
 
-        One query serves both, so a booking costs no extra read for the job.
+        By default through the ``jobApplications`` index, which may lag: it may miss
+        a recent application, or show a stale status. ``consistent=True`` reads the
+        job's own partition in the base table instead, and misses nothing.
         """
         params: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": JOB_APPLICATIONS_INDEX,
-            "KeyConditionExpression": "GSI1PK = :pk",
-            # DynamoDB refuses filters on the index's own key attributes: match on `type`.
+            # DynamoDB refuses filters on key attributes: match on `type`.
             "FilterExpression": "#type = :job OR #status = :pending",
             "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
             "ExpressionAttributeValues": {
-                ":pk": _s(_job_partition(job_id)),
+                ":pk": _s(it.job_partition(job_id)),
                 ":job": _s("JOB"),
                 ":pending": _s(ApplicationStatus.PENDING.value),
             },
         }
+        if consistent:
+            params.update(KeyConditionExpression="PK = :pk", ConsistentRead=True)
+        else:
+            params.update(KeyConditionExpression="GSI1PK = :pk", IndexName=it.JOB_APPLICATIONS_INDEX)
         if self._page_size:
             params["Limit"] = self._page_size
         job: Job | None = None
         pending: list[str] = []
         for raw in self._all_pages("query", params):
-            if raw["GSI1SK"]["S"] == _JOB_SORT:
-                job = _job_from(_deserialize(raw))
+            if raw["type"]["S"] == "JOB":
+                job = it.job_from(_deserialize(raw))
             else:
                 pending.append(raw["applicationId"]["S"])
         return job, pending
@@ -365,7 +282,7 @@ class DynamoStore:
             "Limit": page_size,
         }
         for raw in self._all_pages("scan", params):
-            yield _job_from(_deserialize(raw))
+            yield it.job_from(_deserialize(raw))
 
     # -------------------------------------------------------------- booking
 
@@ -375,21 +292,22 @@ class DynamoStore:
         Returns None when this call committed, or the job as stored when the same
         booking had already committed (a replay); raises on any other refusal.
         """
-        app_key = _application_key(job_id, application_id)
+        token = hashlib.sha256(f"book:{job_id}:{application_id}:{now}".encode()).hexdigest()[:36]
         try:
             self._transact(
                 [
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": _key(_user_pk(owner), _job_sk(job_id)),
-                            "ConditionExpression": "attribute_exists(PK) AND #status = :open",
+                            "Key": it.job_key(job_id),
+                            "ConditionExpression": "attribute_exists(PK) AND #owner = :owner AND #status = :open",
                             "UpdateExpression": (
                                 "SET #status = :closed, acceptedApplicationId = :app, closedAt = :now "
                                 "REMOVE GSI3PK, GSI3SK"
                             ),
-                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeNames": {"#status": "status", "#owner": "owner"},
                             "ExpressionAttributeValues": {
+                                ":owner": _s(owner),
                                 ":open": _s(JobStatus.OPEN.value),
                                 ":closed": _s(JobStatus.CLOSED.value),
                                 ":app": _s(application_id),
@@ -401,7 +319,7 @@ class DynamoStore:
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": _key(app_key, app_key),
+                            "Key": it.application_key(job_id, application_id),
                             "ConditionExpression": "attribute_exists(PK) AND #status = :pending",
                             "UpdateExpression": "SET #status = :accepted, updatedAt = :now",
                             "ExpressionAttributeNames": {"#status": "status"},
@@ -413,37 +331,28 @@ class DynamoStore:
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
-                ]
+                ],
+                token=token,
             )
         except _Cancelled as cancelled:
             return self._explain_booking_failure(cancelled.reasons, owner, job_id, application_id)
         return None
 
-    def get_job_of_owner(self, owner: str, job_id: str) -> Job | None:
-        resp = self._call(
-            "get_item",
-            TableName=self._table,
-            Key=_key(_user_pk(owner), _job_sk(job_id)),
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
-        return _job_from(_deserialize(item)) if item else None
-
     def _explain_booking_failure(
         self, reasons: list[dict[str, Any]], owner: str, job_id: str, application_id: str
     ) -> Job:
         job_reason, app_reason = reasons
-        if job_reason.get("Code") == "ConditionalCheckFailed":
-            old = job_reason.get("Item")
+        if _failed(job_reason):
+            old = job_reason.get("Item") or self._get(it.job_key(job_id))
             if not old:
-                if self.get_job(job_id) is not None:
-                    raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
                 raise JobNotFound("Job not found.")
-            job = _job_from(_deserialize(old))
+            job = it.job_from(_deserialize(old))
+            if job.owner != owner:
+                raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
             if job.accepted_application_id == application_id:
                 return job  # the same booking again: the caller finishes the declines
             raise JobNotOpen("The job is already booked.", acceptedApplicationId=job.accepted_application_id)
-        if app_reason.get("Code") == "ConditionalCheckFailed":
+        if _failed(app_reason):
             if not app_reason.get("Item"):
                 raise ApplicationNotFound("Application not found for this job.")
             raise ApplicationNotPending("The application is no longer pending.")
@@ -452,11 +361,12 @@ class DynamoStore:
     # -------------------------------------------------------------- declines
 
     def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome:
-        key = _application_key(job_id, application_id)
+        key = it.application_key(job_id, application_id)
         try:
-            self._db.update_item(
+            self._call(
+                "update_item",
                 TableName=self._table,
-                Key=_key(key, key),
+                Key=key,
                 ConditionExpression="#status = :pending",
                 UpdateExpression="SET #status = :declined, updatedAt = :now",
                 ExpressionAttributeNames={"#status": "status"},
@@ -470,11 +380,8 @@ class DynamoStore:
         except ClientError as exc:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item")
-            if old is None:
-                # Emulators without ReturnValuesOnConditionCheckFailure: read it instead.
-                current = self._call("get_item", TableName=self._table, Key=_key(key, key), ConsistentRead=True)
-                old = current.get("Item")
+            # Emulators without ReturnValuesOnConditionCheckFailure: read it instead.
+            old = exc.response.get("Item") or self._get(key)
             if not old:
                 return DeclineOutcome.UNKNOWN_APPLICATION
             status = old.get("status", {}).get("S")
@@ -485,13 +392,18 @@ class DynamoStore:
 
     # --------------------------------------------------------------- helpers
 
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        return self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
             return getattr(self._db, operation)(**params)
         except ClientError as exc:
-            if _error_code(exc) in _THROTTLE_CODES:
-                _raise_unavailable(exc)
+            if _error_code(exc) in _UNAVAILABLE_CODES:
+                raise _unavailable(exc) from exc
             raise
+        except (HTTPClientError, ConnectionError) as exc:  # timeouts, resets: after botocore's retries
+            raise _unavailable(exc) from exc
 
     def _all_pages(self, operation: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The raw items of every page of a query or scan."""
@@ -504,16 +416,22 @@ class DynamoStore:
                 return
             params["ExclusiveStartKey"] = last
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        """Runs a transaction, retrying only when another transaction got in the way."""
+    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
+        """Runs a transaction, retrying only when another transaction got in the way.
+
+        ``token`` (ClientRequestToken) lets DynamoDB recognise botocore's own re-send
+        of a call that committed; callers still recognise their own items (ALL_OLD),
+        for emulators that ignore it.
+        """
+        params: dict[str, Any] = {"TransactItems": items}
+        if token:
+            params["ClientRequestToken"] = token
         for attempt in range(_TRANSACTION_RETRIES + 1):
             try:
-                self._db.transact_write_items(TransactItems=items)
+                self._call("transact_write_items", **params)
                 return
             except ClientError as exc:
                 code = _error_code(exc)
-                if code in _THROTTLE_CODES:
-                    _raise_unavailable(exc)
                 if code == "TransactionConflictException":
                     reasons: list[dict[str, Any]] = [{"Code": "TransactionConflict"} for _ in items]
                 elif code == "TransactionCanceledException":
@@ -524,7 +442,7 @@ class DynamoStore:
                 if "ConditionalCheckFailed" in reason_codes:
                     raise _Cancelled(reasons) from exc
                 if reason_codes & _THROTTLE_CODES:
-                    _raise_unavailable(exc)
+                    raise _unavailable(exc) from exc
                 if "TransactionConflict" not in reason_codes or attempt == _TRANSACTION_RETRIES:
                     raise _Cancelled(reasons) from exc
                 time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
@@ -556,6 +474,8 @@ class DynamoStore:
         }
         if index:
             params["IndexName"] = index
+        else:
+            params["ConsistentRead"] = True  # the base table can: a listing sees its own writes
         if cursor is not None:
             params["ExclusiveStartKey"] = self._start_key(cursor, index, key_names, partition, sort_prefix)
         resp = self._call("query", **params)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.booking import BookingService, Metrics
-from chalicelib.declines import DeclineApplication
+from chalicelib.declines import DeclineApplication, SweepJob, UnknownVersion, parse_message
 from chalicelib.observability import logger
+
+
+class DeadLetterSink(Protocol):
+    def park(self, body: str, reason: str) -> None: ...
 
 
 class BatchFailed(RuntimeError):
@@ -27,11 +31,27 @@ def handle_decline_batch(
     *,
     partial_responses: bool,
     metrics: Metrics | None = None,
+    dead_letters: DeadLetterSink | None = None,
 ) -> dict[str, Any]:
     def record_handler(record: SQSRecord) -> None:
         logger.append_keys(messageId=record.message_id)
         try:
-            message = DeclineApplication.from_json(record.body)
+            try:
+                message = parse_message(record.body)
+            except UnknownVersion as exc:
+                if dead_letters is None:
+                    raise
+                # No retry can teach this code a newer version: park it now (sent
+                # before this record is acknowledged, so it is never lost).
+                dead_letters.park(record.body, str(exc))
+                logger.error("message of unknown version moved to the dead-letter queue", extra={"reason": str(exc)})
+                return
+            if isinstance(message, SweepJob):
+                logger.append_keys(jobId=message.job_id)
+                declined = service.sweep(message.job_id)
+                logger.info("sweep processed", extra={"declined": declined})
+                return
+            assert isinstance(message, DeclineApplication)
             logger.append_keys(jobId=message.job_id, applicationId=message.application_id)
             outcome = service.decline(message.job_id, message.application_id)
             logger.info("decline processed", extra={"outcome": outcome.value})

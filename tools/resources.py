@@ -1,6 +1,6 @@
 """Applies the table and queues of ``infra/resources.yaml`` to any DynamoDB/SQS endpoint.
 
-AWS gets the template through CloudFormation; DynamoDB Local, moto and the tests
+AWS gets the template through CloudFormation; MiniStack, moto and the tests
 get the very same resource definitions through this module, so there is no second
 copy of their settings.
 """
@@ -144,6 +144,15 @@ def _order(resources: dict[str, Any]) -> list[str]:
     return ordered
 
 
+def _find_or_create_queue(sqs: Any, props: dict[str, Any]) -> str:
+    # Found by name first: MiniStack keys a queue by the URL it was created under, port
+    # included, so CreateQueue after a restart on another port would shadow the saved queue.
+    try:
+        return sqs.get_queue_url(QueueName=props["QueueName"])["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        return sqs.create_queue(QueueName=props["QueueName"], Attributes=_queue_attributes(props))["QueueUrl"]
+
+
 def apply(dynamodb: Any, sqs: Any, stage: str, template_path: Path = TEMPLATE) -> dict[str, Any]:
     """Creates (or finds) the template's tables and queues; returns its outputs.
 
@@ -162,7 +171,7 @@ def apply(dynamodb: Any, sqs: Any, stage: str, template_path: Path = TEMPLATE) -
             arn = dynamodb.describe_table(TableName=props["TableName"])["Table"]["TableArn"]
             resolve.physical[logical] = {"Ref": props["TableName"], "Arn": arn}
         elif spec["Type"] == "AWS::SQS::Queue":
-            url = sqs.create_queue(QueueName=props["QueueName"], Attributes=_queue_attributes(props))["QueueUrl"]
+            url = _find_or_create_queue(sqs, props)
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             resolve.physical[logical] = {"Ref": url, "Arn": arn, "QueueName": props["QueueName"]}
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from tools import ministack
 from tools.stack_process import StackError, StackProcess
 from tools.stack_process import start_stack as start_stack_process
 from tools.token import make_token
@@ -35,13 +35,13 @@ def start_stack(workdir: Path) -> RunningStack:
 def local_stack(workdir: Path) -> Iterator[RunningStack]:
     """A stack for a test session, stopped afterwards.
 
-    Fetches the emulators first (a no-op once installed), so that pytest works on its
-    own, without `make localdeps`.
+    Installs MiniStack first (a no-op once installed), so that pytest works on its
+    own, without `make emulator`.
     """
-    script = PROJECT_ROOT / "tools" / "install-local-deps.sh"
-    install = subprocess.run(["bash", str(script)], capture_output=True, text=True)  # noqa: S603, S607
-    if install.returncode != 0:
-        pytest.fail(f"tools/install-local-deps.sh failed:\n{install.stderr}")
+    try:
+        ministack.install()
+    except ministack.EmulatorError as err:
+        pytest.fail(str(err))
     running = start_stack(workdir)
     try:
         yield running

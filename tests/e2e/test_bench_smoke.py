@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PROJECT_ROOT
+from tools import ministack
 
 pytestmark = pytest.mark.e2e
 
@@ -17,12 +18,7 @@ SMOKE_TIMEOUT_SECONDS = 240
 
 
 def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path) -> None:
-    install = subprocess.run(  # noqa: S603 - fixed command
-        ["bash", str(PROJECT_ROOT / "tools" / "install-local-deps.sh")],  # noqa: S607
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, install.stderr
+    ministack.install()
     out = tmp_path / "results"
 
     run = subprocess.run(  # noqa: S603 - fixed command
@@ -63,7 +59,7 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
 
     # 3. The worker drained its whole backlog, through both queues.
     worker = results["worker_throughput"]
-    for run_ in [level["worker"] for level in worker["levels"]] + [m["worker"] for m in worker["moto"]]:
+    for run_ in [level["worker"] for level in worker["levels"]] + [m["worker"] for m in worker["sqs"]]:
         assert run_["completed"] and run_["still_pending"] == 0 and run_["failed_records"] == 0, run_
     assert all(level["raw_update_item"]["failed"] == 0 for level in worker["levels"])
 

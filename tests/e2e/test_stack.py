@@ -48,10 +48,12 @@ def _refuses_connections(url: str) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_sigterm_stops_every_part_and_frees_the_ports(stack: RunningStack, tmp_path: Path) -> None:
     second = start_stack(tmp_path / "second")
-    endpoints = [second.ready[k] for k in ("api_url", "dynamodb_endpoint", "sqs_endpoint")]
-    assert len({urlsplit(u).port for u in [*endpoints, stack.api_url]}) == 4  # nothing shared with the first
+    names = ("api_url", "dynamodb_endpoint", "sqs_endpoint")
+    endpoints = sorted({second.ready[k] for k in names})  # DynamoDB and SQS share MiniStack's port
+    first_ports = {urlsplit(stack.ready[k]).port for k in names}
+    assert not {urlsplit(u).port for u in endpoints} & first_ports  # nothing shared with the first
     children = _descendants(second.process.pid)
-    assert len(children) >= 2  # java and chalice local at least
+    assert len(children) >= 2  # MiniStack and chalice local at least
 
     started = time.monotonic()
     rc = second.stop(signal.SIGTERM)

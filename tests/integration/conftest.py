@@ -1,12 +1,15 @@
-"""moto-backed AWS, the app behind Chalice's test client, and a way to run the worker."""
+"""AWS on two backends (moto, MiniStack), the app behind Chalice's test client, and a way to run the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,9 +19,38 @@ from moto import mock_aws
 
 from app import app
 from tests.conftest import TokenFactory
+from tests.integration.key_filters import key_filter_violation, template_keys
 from tests.payloads import job_body as job_body  # the tests import it from here
-from tools import resources
-from tools.localstack import start_dynamodb_local
+from tools import ministack, resources
+
+
+@dataclass
+class SentQueries:
+    """Every Query sent through the default boto3 session, and what DynamoDB would refuse of them."""
+
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def inspect(self, params: dict[str, Any], **_: Any) -> None:
+        self.seen.append(dict(params))
+        problem = key_filter_violation(params, template_keys())
+        if problem:
+            self.refused.append(problem)
+
+
+@contextlib.contextmanager
+def no_key_filters() -> Iterator[SentQueries]:
+    """Fails the test if the code sent a Query DynamoDB would refuse for filtering on a key attribute.
+
+    The hook goes on the default session (which ``mock_aws`` replaces: enter it first)
+    before any client exists; the app's clients come from ``boto3.client`` and copy it.
+    Scans may filter on keys, so only queries are looked at.
+    """
+    boto3.setup_default_session()
+    sent = SentQueries()
+    boto3.DEFAULT_SESSION.events.register("provide-client-params.dynamodb.Query", sent.inspect)
+    yield sent
+    assert not sent.refused, "DynamoDB would refuse:\n" + "\n".join(sent.refused)
 
 
 @dataclass
@@ -26,6 +58,7 @@ class Aws:
     dynamodb: Any
     sqs: Any
     outputs: dict[str, Any]
+    queries: SentQueries = field(default_factory=SentQueries)
 
     @property
     def table(self) -> str:
@@ -72,32 +105,40 @@ class Aws:
 
 
 @pytest.fixture(scope="session")
-def dynamodb_local() -> Iterator[str]:
-    """AWS's DynamoDB Local, in memory, for the whole session (started on first use)."""
-    child, endpoint = start_dynamodb_local(dict(os.environ))
+def ministack_endpoint() -> Iterator[str]:
+    """MiniStack (DynamoDB and SQS), nothing kept, for the whole session (started on first use)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="integration-ministack-"))
+    emulator = ministack.start(state_dir=state_dir, services=("dynamodb", "sqs"))
     try:
-        yield endpoint
+        yield emulator.endpoint
     finally:
-        child.stop()
+        emulator.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
-# Every test runs on moto and again on DynamoDB Local: moto accepts some requests
-# DynamoDB refuses (a filter on an index key, for one), DynamoDB Local does not.
-@pytest.fixture(params=["moto", "dynamodb-local"])
+# Every test runs on moto and again on MiniStack, DynamoDB and SQS both: one contract,
+# two implementations, each with its own gaps (moto's transactions race, MiniStack keeps
+# state across calls as the local stack does). Neither refuses a filter on a key
+# attribute as DynamoDB does: `no_key_filters` checks that for both.
+@pytest.fixture(params=["moto", "ministack"])
 def aws(request: pytest.FixtureRequest, app_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     stage = "test"
-    if request.param == "dynamodb-local":
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_local"))
-        stage = f"test-{uuid.uuid4().hex[:12]}"  # a table of its own, in a shared emulator
+    if request.param == "ministack":
+        endpoint = request.getfixturevalue("ministack_endpoint")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)  # mock_aws lets these calls through
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
+        stage = f"test-{uuid.uuid4().hex[:12]}"  # a table and queues of its own, in a shared emulator
         monkeypatch.setenv("TABLE_NAME", f"booking-{stage}")
         monkeypatch.setenv("DECLINES_QUEUE_NAME", f"booking-declines-{stage}")
-    with mock_aws():
+    with mock_aws(), no_key_filters() as queries:
         dynamodb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
         outputs = resources.apply(dynamodb, sqs, stage=stage)
-        yield Aws(dynamodb=dynamodb, sqs=sqs, outputs=outputs)
-        if request.param == "dynamodb-local":
+        yield Aws(dynamodb=dynamodb, sqs=sqs, outputs=outputs, queries=queries)
+        if request.param == "ministack":
             dynamodb.delete_table(TableName=outputs["TableName"])
+            for url in (outputs["DeclinesQueueUrl"], outputs["DeclinesDeadLetterQueueUrl"]):
+                sqs.delete_queue(QueueUrl=url)
 
 
 @dataclass

@@ -88,7 +88,8 @@ class FlakySqs:
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "SendMessageBatch")
         if mode == "fail-30%":
             failing = Entries[: max(1, len(Entries) * 3 // 10)]
-            sent = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[len(failing) :])
+            rest = Entries[len(failing) :]
+            sent = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=rest) if rest else {}
             failed = [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in failing]
             return {"Successful": sent.get("Successful", []), "Failed": failed}
         return self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
@@ -155,8 +156,8 @@ def test_a_crash_between_commit_and_enqueue_is_healed_by_replay(api: Api, aws: A
 
 
 def _application_item(aws: Aws, job_id: str, app_id: str) -> dict:
-    key = f"JOB#{job_id}#APPLICATION#{app_id}"
-    return aws.dynamodb.get_item(TableName=aws.table, Key={"PK": {"S": key}, "SK": {"S": key}})["Item"]
+    key = {"PK": {"S": f"JOB#{job_id}"}, "SK": {"S": f"APPLICATION#{app_id}"}}
+    return aws.dynamodb.get_item(TableName=aws.table, Key=key)["Item"]
 
 
 def test_redelivered_declines_change_nothing_and_the_accepted_one_stays(api: Api, aws: Aws, client) -> None:

@@ -117,8 +117,7 @@ def test_booking_an_application_that_is_not_pending(api: Api, aws: Aws, world: d
     b = api.apply("olga", job["jobId"])
     aws.dynamodb.update_item(
         TableName=aws.table,
-        Key={"PK": {"S": f"JOB#{job['jobId']}#APPLICATION#{b['applicationId']}"},
-             "SK": {"S": f"JOB#{job['jobId']}#APPLICATION#{b['applicationId']}"}},
+        Key={"PK": {"S": f"JOB#{job['jobId']}"}, "SK": {"S": f"APPLICATION#{b['applicationId']}"}},
         UpdateExpression="SET #s = :d",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":d": {"S": "DECLINED"}},

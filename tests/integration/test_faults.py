@@ -58,7 +58,9 @@ THROTTLED_TX = _error("TransactionCanceledException", reasons=[{"Code": "Throttl
         ([_error("ProvisionedThroughputExceededException")], 503, "SERVICE_UNAVAILABLE"),
         ([_error("ThrottlingException")], 503, "SERVICE_UNAVAILABLE"),
         ([_error("TransactionConflictException")] * 10, 409, "CONCURRENT_UPDATE"),
-        ([_error("InternalServerError")], 500, "INTERNAL_ERROR"),
+        # a 5xx left over after botocore's retries: the client may retry, not a bug of ours
+        ([_error("InternalServerError")], 503, "SERVICE_UNAVAILABLE"),
+        ([_error("AccessDeniedException")], 500, "INTERNAL_ERROR"),
     ],
 )
 def test_transaction_failures_map_to_a_status_and_change_nothing(

@@ -36,7 +36,7 @@ from tools.iam_check import Call, Need
 STAGES = ("dev", "prod")
 # Not moto's defaults: the policies must not depend on a region or an account.
 REGION, ACCOUNT = "eu-west-1", "111122223333"
-TEST_TABLE, TEST_QUEUE = "booking-test", "booking-declines-test"
+TEST_TABLE, TEST_QUEUE, TEST_DLQ = "booking-test", "booking-declines-test", "booking-declines-dlq-test"
 
 
 class Recorder:
@@ -109,6 +109,7 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
             "AUTH_AUDIENCE": AUDIENCE,
             "AUTH_JWKS": json.dumps(jwks),
             "ENQUEUE_BACKOFF_MS": "1",
+            "SWEEP_DELAY_SECONDS": "0",  # the worker loop below receives each booking's sweep
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
@@ -208,13 +209,15 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
     assert status == 200, body
     bootstrap.reset()
 
-    # The worker: everything queued (declines twice over, from the replay), plus an
-    # accepted application, an unknown one and a malformed message.
+    # The worker: everything queued (declines twice over, from the replay, and three
+    # sweeps), plus an accepted application, an unknown one, a malformed message and
+    # one of a version it does not know (parked in the DLQ).
     queue_url = outputs["DeclinesQueueUrl"]
     for body in (
         DeclineApplication(job_id, apps[0]).to_json(),
         DeclineApplication(job_id, new_id()).to_json(),
         "not json",
+        json.dumps({"v": 2, "kind": "DeclineApplication", "jobId": job_id, "applicationId": apps[1]}),
     ):
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     handled = 0
@@ -227,7 +230,7 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
         handled += len(messages) - len(result["batchItemFailures"])
         for m in messages:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-    assert handled == 11 + 11 + 2
+    assert handled == 11 + 11 + 3 + 2 + 1
     statuses = {
         item["applicationId"]["S"]: item["status"]["S"]
         for item in harness.client("dynamodb").scan(TableName=TEST_TABLE)["Items"]
@@ -238,7 +241,11 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
 
 def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
     env = stage_environment(stage)
-    rename = {TEST_TABLE: env["TABLE_NAME"], TEST_QUEUE: env["DECLINES_QUEUE_NAME"]}
+    rename = {
+        TEST_TABLE: env["TABLE_NAME"],
+        TEST_QUEUE: env["DECLINES_QUEUE_NAME"],
+        TEST_DLQ: env["DECLINES_QUEUE_NAME"].replace("booking-declines-", "booking-declines-dlq-"),
+    }
     cfg = chalice_config(stage, function)
     needs = [n for c in rec.calls[function] for n in iam_check.needs_for_call(c, REGION, ACCOUNT, rename)]
     needs += iam_check.runtime_needs(
@@ -267,7 +274,16 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "sqs.SendMessageBatch",
     }
     # GetItem: a decline of an application that does not exist reads it back (no ALL_OLD item).
-    assert recorder.operations(WORKER_FUNCTION) == {"dynamodb.UpdateItem", "dynamodb.GetItem"}
+    # Query: a booking's sweep reads the job's partition; sqs.*: a message of an unknown
+    # version is parked in the DLQ the queue's RedrivePolicy names.
+    assert recorder.operations(WORKER_FUNCTION) == {
+        "dynamodb.UpdateItem",
+        "dynamodb.GetItem",
+        "dynamodb.Query",
+        "sqs.GetQueueUrl",
+        "sqs.GetQueueAttributes",
+        "sqs.SendMessage",
+    }
     assert recorder.operations("token_authorizer") == set()
     transact = {
         kind

@@ -148,7 +148,10 @@ def dev_stage(aws: Aws) -> Iterator[dict[str, Any]]:
     """The dev stage's table and queues (names from the template, as config.json expects)."""
     outputs = resources.apply(aws.dynamodb, aws.sqs, stage="dev")
     yield outputs
+    # Gone with everything in them: on MiniStack the next test shares the emulator and these names.
     aws.dynamodb.delete_table(TableName=outputs["TableName"])
+    for url in (outputs["DeclinesQueueUrl"], outputs["DeclinesDeadLetterQueueUrl"]):
+        aws.sqs.delete_queue(QueueUrl=url)
 
 
 def test_reconcile_command_uses_the_stage_names_from_config(

@@ -1,4 +1,4 @@
-"""Injected faults on DynamoDB Local and the stack's SQS: whatever fails, no decline is lost.
+"""Injected faults on the local stack (MiniStack's DynamoDB and SQS): whatever fails, no decline is lost.
 
 The booking side runs in this process (Chalice's test client, the real authorizer and
 ``chalicelib.bootstrap``) against the stack's emulators, so its AWS clients can be

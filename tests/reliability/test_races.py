@@ -1,4 +1,4 @@
-"""Races over HTTP against the local stack (DynamoDB Local's transactions are atomic; moto's are not).
+"""Races over HTTP against the local stack (MiniStack's transactions are atomic; moto's are not).
 
 The promise: a job is booked at most once, every other applicant is declined, nothing
 is lost and nobody gets in after the job closed.
@@ -83,7 +83,7 @@ def test_concurrent_bookings_of_one_job_have_exactly_one_winner(stack: Stack) ->
     codes: Counter[str] = Counter()
     for race in range(races):
         if race % PACE == PACE - 1:
-            stack.wait_queue_empty()  # moto's SQS slows down as its queue grows: let the worker catch up
+            stack.wait_queue_empty()  # let the worker catch up: the queue stays short
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
         apps = _apply_all(stack, job_id, rng.randint(10, 20))

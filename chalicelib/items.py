@@ -1,0 +1,188 @@
+"""The table's item shapes: every key, and the mapping between items and entities.
+
+Only ``store.py`` uses this module (see README "Data model"):
+
+  job          PK=JOB#<jobId>  SK=JOB
+               GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
+               GSI2 (overloaded) by owner: GSI2PK=USER#<owner>       GSI2SK=JOB#<jobId>
+               GSI3 openJobs, while OPEN:  GSI3PK=JOBS#OPEN          GSI3SK=JOB#<jobId>
+  application  PK=JOB#<jobId>  SK=APPLICATION#<applicationId>
+               GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=APPLICATION#<applicationId>
+               GSI2 by applicant:          GSI2PK=APPLICANT#<user>   GSI2SK=APPLICATION#<applicationId>
+  guard        PK=JOB#<jobId>  SK=APPLICANT#<user>    (one application per nanny and job)
+  idempotency  PK=USER#<owner> SK=IDEMPOTENCY#<sha256 of the key>   (expiresAt: the table's TTL)
+
+A job and its applications share one partition, so one strongly consistent Query
+reads them all: nothing that must see its own writes depends on an index.
+Ids are ULIDs, so sorting by id sorts by creation time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus
+
+JOB_APPLICATIONS_INDEX = "jobApplications"
+# GSI2 is overloaded: applications by applicant, and jobs by owner.
+BY_USER_INDEX = "applicantApplications"
+OPEN_JOBS_INDEX = "openJobs"
+
+OPEN_PARTITION = "JOBS#OPEN"
+JOB_SORT = "JOB"
+APPLICATION_PREFIX = "APPLICATION#"
+JOB_PREFIX = "JOB#"
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def job_partition(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def job_sort(job_id: str) -> str:
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def application_sort(application_id: str) -> str:
+    return f"{APPLICATION_PREFIX}{application_id}"
+
+
+def owner_partition(user: str) -> str:
+    return f"USER#{user}"
+
+
+def applicant_partition(user: str) -> str:
+    return f"APPLICANT#{user}"
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {"PK": s(pk), "SK": s(sk)}
+
+
+def job_key(job_id: str) -> dict[str, Any]:
+    return key(job_partition(job_id), JOB_SORT)
+
+
+def application_key(job_id: str, application_id: str) -> dict[str, Any]:
+    return key(job_partition(job_id), application_sort(application_id))
+
+
+def guard_key(job_id: str, user: str) -> dict[str, Any]:
+    return key(job_partition(job_id), f"APPLICANT#{user}")
+
+
+def idempotency_key(owner: str, client_key: str) -> dict[str, Any]:
+    # Hashed: the client's key is free text and must not shape ours.
+    digest = hashlib.sha256(client_key.encode("utf-8")).hexdigest()
+    return key(owner_partition(owner), f"IDEMPOTENCY#{digest}")
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def job_item(job: Job) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "PK": job_partition(job.job_id),
+        "SK": JOB_SORT,
+        "GSI1PK": job_partition(job.job_id),
+        "GSI1SK": JOB_SORT,
+        "GSI2PK": owner_partition(job.owner),
+        "GSI2SK": job_sort(job.job_id),
+        "type": "JOB",
+        "jobId": job.job_id,
+        "owner": job.owner,
+        "status": job.status.value,
+        "title": job.title,
+        "startsAt": job.starts_at,
+        "endsAt": job.ends_at,
+        "createdAt": job.created_at,
+        "description": job.description,
+        "hourlyRate": job.hourly_rate,
+        "location": job.location,
+    }
+    if job.status is JobStatus.OPEN:
+        item["GSI3PK"] = OPEN_PARTITION
+        item["GSI3SK"] = job_sort(job.job_id)
+    return item
+
+
+def job_from(item: dict[str, Any]) -> Job:
+    rate = item.get("hourlyRate")
+    return Job(
+        job_id=item["jobId"],
+        owner=item["owner"],
+        status=JobStatus(item["status"]),
+        title=item["title"],
+        starts_at=item["startsAt"],
+        ends_at=item["endsAt"],
+        created_at=item["createdAt"],
+        description=item.get("description"),
+        hourly_rate=Decimal(rate) if rate is not None else None,
+        location=item.get("location"),
+        accepted_application_id=item.get("acceptedApplicationId"),
+        closed_at=item.get("closedAt"),
+    )
+
+
+def application_item(app: Application) -> dict[str, Any]:
+    return {
+        "PK": job_partition(app.job_id),
+        "SK": application_sort(app.application_id),
+        "GSI1PK": job_partition(app.job_id),
+        "GSI1SK": application_sort(app.application_id),
+        "GSI2PK": applicant_partition(app.applicant),
+        "GSI2SK": application_sort(app.application_id),
+        "type": "APPLICATION",
+        "applicationId": app.application_id,
+        "jobId": app.job_id,
+        "applicant": app.applicant,
+        "status": app.status.value,
+        "createdAt": app.created_at,
+        "updatedAt": app.updated_at,
+        "message": app.message,
+    }
+
+
+def application_from(item: dict[str, Any]) -> Application:
+    return Application(
+        application_id=item["applicationId"],
+        job_id=item["jobId"],
+        applicant=item["applicant"],
+        status=ApplicationStatus(item["status"]),
+        created_at=item["createdAt"],
+        updated_at=item["updatedAt"],
+        message=item.get("message"),
+    )
+
+
+def guard_item(app: Application) -> dict[str, Any]:
+    return {
+        **{k: v["S"] for k, v in guard_key(app.job_id, app.applicant).items()},
+        "type": "APPLICATION_GUARD",
+        "applicationId": app.application_id,
+    }
+
+
+def idempotency_item(owner: str, client_key: str, fingerprint: str, job_id: str, expires_at: int) -> dict[str, Any]:
+    return {
+        **{k: v["S"] for k, v in idempotency_key(owner, client_key).items()},
+        "type": "IDEMPOTENCY_KEY",
+        "fingerprint": fingerprint,
+        "jobId": job_id,
+        "expiresAt": expires_at,
+    }
