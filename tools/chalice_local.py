@@ -51,8 +51,11 @@ def answer_unknown_methods_with_405() -> None:
 def main() -> int:
     from chalice.cli import main as chalice_main
 
+    from tools import lagging_index
+
     disable_nagle()
     answer_unknown_methods_with_405()
+    lagging_index.install_from_env()  # only with LOCAL_INDEX_LAG_SECONDS set: GSIs lag as on AWS
     return chalice_main()
 
 

@@ -192,10 +192,8 @@ class Stack(StackProcess):
         return items[0] if items else None
 
     def guard_exists(self, job_id: str, user: str) -> bool:
-        key = f"JOB#{job_id}#APPLICANT#{user}"
-        resp = self.dynamodb.get_item(
-            TableName=self.table, Key={"PK": {"S": key}, "SK": {"S": key}}, ConsistentRead=True
-        )
+        key = {"PK": {"S": f"JOB#{job_id}"}, "SK": {"S": f"APPLICANT#{user}"}}
+        resp = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         return "Item" in resp
 
     def depth(self, queue_url: str) -> int:
