@@ -95,8 +95,8 @@ def get_settings() -> Settings:
         enqueue_concurrency=_int("ENQUEUE_CONCURRENCY", 4) or 1,
         sweep_delay_seconds=min(900, max(0, _int("SWEEP_DELAY_SECONDS", 30) or 0)),
         declines_dlq_url=os.environ.get("DECLINES_DLQ_URL") or None,
-        client_connect_timeout_seconds=(_int("CLIENT_CONNECT_TIMEOUT_MS", 500) or 500) / 1000,
-        client_read_timeout_seconds=(_int("CLIENT_READ_TIMEOUT_MS", 1000) or 1000) / 1000,
+        client_connect_timeout_seconds=(_int("CLIENT_CONNECT_TIMEOUT_MS", 300) or 300) / 1000,
+        client_read_timeout_seconds=(_int("CLIENT_READ_TIMEOUT_MS", 700) or 700) / 1000,
         client_max_attempts=_int("CLIENT_MAX_ATTEMPTS", 2) or 2,
     )
 
