@@ -380,8 +380,7 @@ class DynamoStore:
         except ClientError as exc:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            # Emulators without ReturnValuesOnConditionCheckFailure: read it instead.
-            old = exc.response.get("Item") or self._get(key)
+            old = exc.response.get("Item")  # ALL_OLD: none means the application does not exist
             if not old:
                 return DeclineOutcome.UNKNOWN_APPLICATION
             status = old.get("status", {}).get("S")

@@ -273,12 +273,11 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "sqs.GetQueueUrl",
         "sqs.SendMessageBatch",
     }
-    # GetItem: a decline of an application that does not exist reads it back (no ALL_OLD item).
+    # No GetItem: a refused decline returns the old item (ALL_OLD), none if it does not exist.
     # Query: a booking's sweep reads the job's partition; sqs.*: a message of an unknown
     # version is parked in the DLQ the queue's RedrivePolicy names.
     assert recorder.operations(WORKER_FUNCTION) == {
         "dynamodb.UpdateItem",
-        "dynamodb.GetItem",
         "dynamodb.Query",
         "sqs.GetQueueUrl",
         "sqs.GetQueueAttributes",

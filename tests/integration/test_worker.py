@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
+from chalicelib.domain import DeclineOutcome
 from tests.integration.conftest import Api, Aws, sqs_event
 
 
@@ -44,3 +45,23 @@ def test_without_partial_responses_a_failure_fails_the_whole_invocation(
     event, _ = _batch(api, bad={2})
     with pytest.raises(Exception, match="1 of 10 declines failed"):
         client.lambda_.invoke("decline_worker", event)
+
+
+def test_a_decline_that_changes_nothing_tells_why_without_another_read(api: Api, aws: Aws) -> None:
+    # The refused UpdateItem returns the item (ReturnValuesOnConditionCheckFailure=ALL_OLD)
+    # on both backends, as on DynamoDB: knowing why costs no GetItem.
+    job = api.create_job("alice")
+    accepted, other = (api.apply(f"nanny{i}", job["jobId"])["applicationId"] for i in range(2))
+    assert api.book("alice", job["jobId"], accepted).status == 200
+    store = bootstrap.store()
+    now = "2030-01-01T00:00:00.000Z"
+    assert store.decline_application(job["jobId"], other, now) is DeclineOutcome.DECLINED
+    calls: list[str] = []
+    bootstrap.dynamodb_client().meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+
+    outcomes = [store.decline_application(job["jobId"], app, now) for app in (other, accepted)]
+
+    assert outcomes == [DeclineOutcome.ALREADY_DECLINED, DeclineOutcome.SKIPPED_ACCEPTED]
+    assert calls == ["UpdateItem", "UpdateItem"]
