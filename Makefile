@@ -31,6 +31,7 @@ emulator: venv ## install MiniStack (DynamoDB + SQS emulator) into .local/minist
 test: venv emulator ## lint, then every test (unit, integration, e2e)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory templates
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv ## unit tests only (no I/O)
@@ -48,9 +49,26 @@ reliability: venv emulator ## the long races, faults and fuzzing runs (bounded v
 bench: venv emulator ## benchmarks; results under bench/results/ (BENCH_ARGS=--help for options)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: venv ## ruff
+lint: venv ## ruff, then cfn-lint and checkov on the templates
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory templates
+
+# checkov pins its own boto3: a virtualenv of its own, installed on first use.
+CHECKOV_VENV := .local/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+TEMPLATES := $(wildcard infra/*.yaml)
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV) >&2
+	@$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt >&2
+	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+.PHONY: templates
+templates: venv $(CHECKOV_STAMP) ## cfn-lint + checkov (.checkov.yaml) on infra/*.yaml and the packaged dev and prod templates
+	@for stage in dev prod; do $(BIN)/python -m tools.deploy package --stage $$stage --out build/lint/package-$$stage || exit 1; done
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --quiet $(addprefix -f ,$(TEMPLATES)) \
+		-f build/lint/package-dev/sam.json -f build/lint/package-prod/sam.json
 
 format: venv ## ruff fix + format
 	$(BIN)/ruff check --fix .

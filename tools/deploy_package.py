@@ -37,6 +37,7 @@ from tools.deploy_settings import (
 from tools.resources import TEMPLATE, load_template
 
 IDENTITY_TEMPLATE = PROJECT_DIR / "infra" / "identity.yaml"
+OPERATIONS_TEMPLATE = PROJECT_DIR / "infra" / "operations.yaml"  # merges into Chalice's RestAPI: packaged only
 # Function settings read from the identity template's outputs of the same name.
 AUTH_SETTINGS = {"AUTH_ISSUER": "AuthIssuer", "AUTH_AUDIENCE": "AuthAudience", "AUTH_JWKS_URL": "AuthJwksUrl"}
 
@@ -44,6 +45,7 @@ AUTH_SETTINGS = {"AUTH_ISSUER": "AuthIssuer", "AUTH_AUDIENCE": "AuthAudience", "
 def infrastructure_template(stage: str | None = None) -> dict[str, Any]:
     """``infra/resources.yaml`` and ``infra/identity.yaml`` as one template (they share ``Stage``)."""
     parts = [load_template(TEMPLATE), load_template(IDENTITY_TEMPLATE)]
+    parts += [load_template(OPERATIONS_TEMPLATE)] if stage else []
     combined: dict[str, Any] = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Babysitting booking: table, declines queues and user pool",
