@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import store as store_module
+from chalicelib import items as store_module  # the table's key and item shapes
 from chalicelib.declines import DeclineApplication
 from chalicelib.domain import format_time, utc_now
 
@@ -37,13 +37,12 @@ class OriginalBaseline:
             TableName=self._table,
             IndexName=store_module.JOB_APPLICATIONS_INDEX,
             KeyConditionExpression="GSI1PK = :pk",
-            ExpressionAttributeValues={":pk": {"S": store_module._job_partition(job_id)}},
+            ExpressionAttributeValues={":pk": {"S": store_module.job_partition(job_id)}},
             ScanIndexForward=False,
         )
         # 2. Close the job and accept the application together.
         now = format_time(utc_now())
-        job_key = store_module._key(store_module._user_pk(owner), store_module._job_sk(job_id))
-        app_pk = store_module._application_key(job_id, application_id)
+        job_key = store_module.job_key(job_id)
         self._db.transact_write_items(
             TransactItems=[
                 {
@@ -66,7 +65,7 @@ class OriginalBaseline:
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": store_module._key(app_pk, app_pk),
+                        "Key": store_module.application_key(job_id, application_id),
                         "UpdateExpression": "SET #status = :accepted, updatedAt = :now",
                         "ExpressionAttributeNames": {"#status": "status"},
                         "ExpressionAttributeValues": {":accepted": {"S": "ACCEPTED"}, ":now": {"S": now}},

@@ -15,7 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib import store as store_module
+from chalicelib import items as store_module  # the table's key and item shapes
 from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, format_time, new_id, utc_now
 
 BATCH_WRITE_LIMIT = 25
@@ -53,7 +53,7 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
         created_at=created,
         hourly_rate=Decimal("15.00"),
     )
-    items = [store_module._job_item(job)]
+    items = [store_module.job_item(job)]
     app_ids = []
     for applicant in applicants:
         app = Application(
@@ -66,10 +66,9 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
             message="Happy to help.",
         )
         app_ids.append(app.application_id)
-        guard = store_module._guard_key(job.job_id, applicant)
-        items.append({"PK": guard, "SK": guard, "type": "APPLICATION_GUARD", "applicationId": app.application_id})
-        items.append(store_module._application_item(app))
-    return PreparedJob(job.job_id, owner, tuple(app_ids)), [store_module._serialize(i) for i in items]
+        items.append(store_module.guard_item(app))
+        items.append(store_module.application_item(app))
+    return PreparedJob(job.job_id, owner, tuple(app_ids)), [store_module.serialize(i) for i in items]
 
 
 def prepare_jobs(
@@ -110,7 +109,7 @@ def statuses_of(dynamodb: Any, table: str, job_id: str) -> tuple[dict[str, Any] 
         "TableName": table,
         "IndexName": store_module.JOB_APPLICATIONS_INDEX,
         "KeyConditionExpression": "GSI1PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": store_module._job_partition(job_id)}},
+        "ExpressionAttributeValues": {":pk": {"S": store_module.job_partition(job_id)}},
     }
     job: dict[str, Any] | None = None
     apps: dict[str, str] = {}
@@ -127,12 +126,11 @@ def statuses_of(dynamodb: Any, table: str, job_id: str) -> tuple[dict[str, Any] 
 
 
 def job_key(job: PreparedJob) -> dict[str, Any]:
-    return store_module._key(store_module._user_pk(job.owner), store_module._job_sk(job.job_id))
+    return store_module.job_key(job.job_id)
 
 
 def application_key(job_id: str, application_id: str) -> dict[str, Any]:
-    key = store_module._application_key(job_id, application_id)
-    return {"PK": {"S": key}, "SK": {"S": key}}
+    return store_module.application_key(job_id, application_id)
 
 
 def chunked(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
