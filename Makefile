@@ -13,7 +13,7 @@ EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
 .PHONY: help venv emulator test unit integration e2e reliability lint format local token demo \
-        bench package deploy destroy aws-emulator reconcile redrive clean-local
+        bench package deploy smoke destroy aws-emulator reconcile redrive clean-local
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -89,12 +89,15 @@ clean-local: ## forget the local stack's data (keeps the signing key)
 package: venv ## CloudFormation for the app + resources: make package STAGE=prod
 	@$(BIN)/python -m tools.deploy package --stage $(STAGE)
 
-deploy: venv ## deploy the stage's stack: make deploy STAGE=dev [PARAMS="Name=value ..."] [VIA=chalice]
+deploy: venv ## deploy the stage's stack, then smoke-test it: make deploy STAGE=dev [PARAMS="Name=value ..."] [VIA=chalice] [SMOKE=0]
 	@$(BIN)/python -m tools.deploy deploy --stage $(STAGE) $(if $(VIA),--via $(VIA)) \
-		$(foreach p,$(PARAMS),--parameter $(p)) $(DEPLOY_ARGS)
+		$(foreach p,$(PARAMS),--parameter $(p)) $(if $(filter 0,$(SMOKE)),--no-smoke) $(DEPLOY_ARGS)
 
-destroy: venv ## delete a stage (asks first): make destroy STAGE=dev
-	@$(BIN)/python -m tools.deploy destroy --stage $(STAGE)
+smoke: venv ## smoke-test a deployed stage through its API: make smoke STAGE=dev
+	@$(BIN)/python -m tools.smoke --stage $(STAGE)
+
+destroy: venv ## delete a stage, keeping its table (asks first; YES=1 does not): make destroy STAGE=dev
+	@$(BIN)/python -m tools.deploy destroy --stage $(STAGE) $(if $(filter 1,$(YES)),--yes)
 
 aws-emulator: venv ## an emulated AWS account (MiniStack) on EMULATOR_PORT (4566) to deploy to
 	@EMULATOR_PORT=$(EMULATOR_PORT) $(BIN)/python -m tools.ministack --port $(EMULATOR_PORT)

@@ -125,7 +125,9 @@ def verifier() -> TokenVerifier:
 
 
 def page_tokens() -> PageTokens:
-    return _get("page_tokens", lambda: PageTokens(get_settings().page_token_secret))
+    from chalicelib.secrets import page_token_secret  # SSM on a deployed stage; no fallback
+
+    return _get("page_tokens", lambda: PageTokens(page_token_secret()))
 
 
 def partial_batch_responses() -> bool:

@@ -25,9 +25,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from tools import cfn_stack
+from tools import cfn_stack, preflight, smoke
 from tools.deploy_chalice import Runner, deploy_via_chalice, run_chalice, run_command
 from tools.deploy_package import package
+from tools.deploy_secret import delete_page_token_key
 from tools.deploy_settings import (
     FUNCTIONS,
     PROJECT_DIR,
@@ -41,10 +42,11 @@ from tools.deploy_settings import (
     require_deployable,
     resources_stack_name,
     say,
+    stack_name,
     stage_environment,
     step,
 )
-from tools.deploy_stack import deploy_packaged, destroy_packaged
+from tools.deploy_stack import artifacts_bucket_name, deploy_packaged, destroy_packaged
 
 # The stage settings other tools (ops, iam_check) read through this module.
 __all__ = [
@@ -70,13 +72,16 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def confirm(stage: str, ask: Callable[[str], str] = input) -> bool:
+    """The stage's name typed back; no answer (no standard input) is a refusal."""
     try:
         answer = ask(
-            f"This deletes stage {stage!r}: its API, functions and roles, and the queues with their messages.\n"
-            f"Type the stage name to go on: "
+            f"This deletes stage {stage!r}: its API, functions and roles, the queues with their messages, "
+            f"and its page-token key.\nThe table and the user pool are kept. Type the stage name to go on: "
         )
     except EOFError:
-        return False
+        raise DeployError(
+            "no answer on standard input: nothing was deleted (pass --yes, or YES=1 to make, to destroy without asking)"
+        ) from None
     return answer.strip() == stage
 
 
@@ -90,31 +95,68 @@ def destroy(
     project_dir: Path = PROJECT_DIR,
     wait_delay: float = 5.0,
     out: Printer = say,
-) -> None:
-    """Deletes whatever either deploy path made of the stage; the table and user pool are kept."""
+) -> dict[str, str]:
+    """Deletes what either deploy path made of the stage; keeps the table, the user pool and the bucket.
+
+    Works from a fresh clone: CloudFormation knows what the stacks own; the chalice path's
+    functions are deleted only where ``.chalice/deployed/<stage>.json`` recorded them.
+    Returns what was left, by kind.
+    """
     env = require_deployable(stage, project_dir)
     if not yes and not confirm(stage, ask):
         raise DeployError("not confirmed; nothing was deleted")
     session = session or aws_session()
     step(out, f"target of stage {stage}")
-    describe_target(session, out)
+    target = describe_target(session, out)
+    cfn = session.client("cloudformation")
+    # What the stacks name, read before they go: the pool is kept and worth naming.
+    outputs = {
+        **cfn_stack.outputs(cfn_stack.describe(cfn, resources_stack_name(stage))),
+        **cfn_stack.outputs(cfn_stack.describe(cfn, stack_name(stage))),
+    }
 
-    step(out, f"1/3 stack booking-{stage} (the packaged template)")
+    step(out, f"1/4 stack {stack_name(stage)} (the packaged template)")
     destroy_packaged(session, stage, wait_delay=wait_delay, out=out)
 
-    step(out, f"2/3 chalice delete --stage {stage}")
+    step(out, f"2/4 chalice delete --stage {stage}")
     if (project_dir / ".chalice" / "deployed" / f"{stage}.json").exists():
         run_chalice(run, "delete", "--stage", stage, project_dir=project_dir)
     else:
         out(f"    nothing recorded in .chalice/deployed/{stage}.json: skipped")
 
-    step(out, f"3/3 resources stack {resources_stack_name(stage)}")
-    cfn = session.client("cloudformation")
+    step(out, f"3/4 resources stack {resources_stack_name(stage)}")
     cfn_stack.delete_stack(cfn, resources_stack_name(stage), wait_delay=wait_delay, out=out)
-    out(
-        f"    table {env['TABLE_NAME']} and the user pool are kept (DeletionPolicy Retain) with their data. "
-        f"To delete the table too: aws dynamodb delete-table --table-name {env['TABLE_NAME']}"
+
+    step(out, "4/4 the page-token key")
+    delete_page_token_key(session.client("ssm"), stage, out=out)
+
+    table = env["TABLE_NAME"]
+    bucket = artifacts_bucket_name(target["account"], target["region"], stage)
+    left = {"table": table, "bucket": bucket}
+    step(out, f"stage {stage} destroyed; kept on purpose:")
+    protection = (
+        f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled && "
+        if stage == "prod"
+        else ""
     )
+    out(
+        f"    table {table}, with its data (DeletionPolicy Retain). To delete it: {protection}"
+        f"aws dynamodb delete-table --table-name {table}"
+    )
+    pool = outputs.get("UserPoolId")
+    if pool and not outputs.get("AdminClientId"):
+        out(f"    user pool {pool} is your own (ExistingUserPoolId): untouched")
+    elif pool:
+        left["user_pool"] = pool
+        out(
+            f"    user pool {pool}, with its users (DeletionPolicy Retain). To delete it: "
+            f"aws cognito-idp delete-user-pool --user-pool-id {pool}"
+        )
+    out(
+        f"    artifacts bucket {bucket} (deployment packages; the next deploy reuses it). To delete it: "
+        f"aws s3 rb s3://{bucket} --force"
+    )
+    return left
 
 
 # ----------------------------------------------------------------------- CLI
@@ -134,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a template parameter, e.g. DeclinesVisibilityTimeoutSeconds=5 or ExistingUserPoolId=us-east-1_abc",
     )
     p.add_argument("--build-dir", type=Path, help="where to package (default build/package-<stage>)")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke test after the deploy (tools/smoke.py)")
     p = sub.add_parser("package", help="SAM template with the infrastructure merged in, checked by cfn-lint")
     p.add_argument("--stage", required=True)
     p.add_argument("--out", type=Path, help="output directory (default build/package-<stage>)")
@@ -141,6 +184,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", required=True)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+def smoke_after_deploy(stage: str, session: Any) -> int:
+    try:
+        smoke.smoke(stage, session=session)
+    except smoke.SmokeFailure as exc:
+        print(
+            f"\ndeploy finished, but the smoke test failed at step '{exc.step}': {exc.detail}\n"
+            f"(make smoke STAGE={stage} runs it again)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 deploy_via_chalice(args.stage, session=session, parameters=params)
             else:
                 deploy_packaged(args.stage, session=session, parameters=params, build_dir=args.build_dir)
+            if not args.no_smoke:
+                return smoke_after_deploy(args.stage, session)
         elif args.command == "package":
+            problems = preflight.config_problems(args.stage)
+            if problems:
+                raise DeployError("pre-flight refused:\n  - " + "\n  - ".join(problems))
             package(args.stage, args.out)
         else:
             destroy(args.stage, yes=args.yes)

@@ -24,7 +24,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
-from tools import cfn_stack
+from tools import cfn_stack, preflight
+from tools.deploy_secret import ensure_page_token_key
 from tools.deploy_settings import (
     APP_NAME,
     PARTIAL_BATCH_FLAG,
@@ -287,6 +288,17 @@ def deploy_via_chalice(
     jwks_base = emulated_cognito_base(session)
     if jwks_base:
         params.setdefault("CognitoJwksBaseUrl", jwks_base)
+    step(out, "pre-flight")
+    preflight.run(
+        stage,
+        session=session,
+        parameters=params,
+        previous=preflight.previous_parameters(session.client("cloudformation"), resources_stack_name(stage)),
+        jwks_base=jwks_base,
+        project_dir=project_dir,
+        out=out,
+    )
+    ensure_page_token_key(session.client("ssm"), stage, out=out)
 
     step(out, f"1/4 resources stack {resources_stack_name(stage)} from infra/resources.yaml + infra/identity.yaml")
     outputs = ensure_resources_stack(

@@ -17,9 +17,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tools import cfn_stack
+from tools import cfn_stack, preflight
 from tools.deploy_chalice import Runner, refuse_retained_table, run_command
 from tools.deploy_package import package
+from tools.deploy_secret import ensure_page_token_key
 from tools.deploy_settings import (
     APP_NAME,
     PROJECT_DIR,
@@ -158,11 +159,23 @@ def deploy_packaged(
     params.setdefault("CognitoJwksBaseUrl", jwks_base or "")
     if jwks_base:
         out(f"    Cognito is emulated: JWKS under {jwks_base}")
+    name = stack_name(stage)
+    cfn = session.client("cloudformation")
+    step(out, "pre-flight")
+    preflight.run(
+        stage,
+        session=session,
+        parameters=params,
+        previous=preflight.previous_parameters(cfn, name),
+        jwks_base=jwks_base,
+        project_dir=project_dir,
+        out=out,
+    )
 
-    step(out, f"1/3 package into {build_dir or f'build/package-{stage}'}")
+    step(out, f"1/4 package into {build_dir or f'build/package-{stage}'}")
     sam = package(stage, build_dir, run=run, project_dir=project_dir, out=out)
 
-    step(out, "2/3 upload the deployment package")
+    step(out, "2/4 upload the deployment package")
     s3 = session.client("s3")
     bucket = artifacts_bucket_name(account, region, stage)
     ensure_artifacts_bucket(s3, bucket, account=account, region=region, stage=stage, out=out)
@@ -171,9 +184,10 @@ def deploy_packaged(
     body = json.dumps(template, indent=1, sort_keys=True)
     sam.with_name("packaged.json").write_text(body, encoding="utf-8")
 
-    name = stack_name(stage)
-    step(out, f"3/3 stack {name}")
-    cfn = session.client("cloudformation")
+    step(out, "3/4 the page-token key in SSM")
+    ensure_page_token_key(session.client("ssm"), stage, out=out)
+
+    step(out, f"4/4 stack {name}")
     refuse_retained_table(cfn, session.client("dynamodb"), name, f"booking-{stage}")
     outputs = cfn_stack.ensure_stack(
         cfn,

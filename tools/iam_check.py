@@ -105,6 +105,10 @@ def queue_arn(name: str, region: str, account: str) -> str:
     return f"arn:aws:sqs:{region}:{account}:{name}"
 
 
+def parameter_arn(name: str, region: str, account: str) -> str:
+    return f"arn:aws:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
+
+
 def _queue_name(params: dict[str, Any]) -> str:
     if "QueueName" in params:
         return params["QueueName"]
@@ -140,6 +144,11 @@ def needs_for_call(call: Call, region: str, account: str, rename: dict[str, str]
     elif call.service == "sqs" and call.operation in _SQS:
         name = _queue_name(p)
         return [Need(_SQS[call.operation], queue_arn(rename.get(name, name), region, account))]
+    elif call.service == "ssm" and call.operation == "GetParameter":
+        # A SecureString under the AWS-managed key aws/ssm: that key's own policy lets the
+        # account's principals decrypt through SSM, so no kms:Decrypt is needed.
+        name = rename.get(p["Name"], p["Name"])
+        return [Need("ssm:GetParameter", parameter_arn(name, region, account))]
     raise UnmappedOperation(f"{call.service}.{call.operation}")
 
 

@@ -17,12 +17,16 @@ import pytest
 from tests.deployed.stage import FIGURES, STAGE, VISIBILITY_SECONDS, Deployment, run_make_deploy
 from tools import ministack
 
+DESTROY_TESTS = "test_destroy.py"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.deployed)
+    # Destroying the stage comes after every test that uses it.
+    items.sort(key=lambda item: Path(str(item.fspath)).name == DESTROY_TESTS)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -49,21 +49,31 @@ class DeployRun:
     seconds: float
 
 
-def run_make_deploy(endpoint: str, build_dir: Path, *params: str) -> DeployRun:
-    command = ["make", "-s", "deploy", f"STAGE={STAGE}", f"DEPLOY_ARGS=--build-dir {build_dir}"]
-    if params:
-        command.append(f"PARAMS={' '.join(params)}")
+def run_make(endpoint: str, target: str, *args: str, stdin: str | None = None) -> DeployRun:
+    """``make -s <target> STAGE=dev ...`` as a developer would run it against the emulator."""
+    command = ["make", "-s", target, f"STAGE={STAGE}", *args]
     started = time.monotonic()
     proc = subprocess.run(  # noqa: S603 - fixed argv
         command,
         cwd=ROOT,
         env=deploy_environment(endpoint),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=DEPLOY_TIMEOUT_SECONDS,
         check=False,
     )
     return DeployRun(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+
+
+def run_make_deploy(endpoint: str, build_dir: Path, *params: str, smoke: bool = True) -> DeployRun:
+    args = [f"DEPLOY_ARGS=--build-dir {build_dir}"]
+    if params:
+        args.append(f"PARAMS={' '.join(params)}")
+    if not smoke:
+        args.append("SMOKE=0")
+    return run_make(endpoint, "deploy", *args)
 
 
 @dataclass

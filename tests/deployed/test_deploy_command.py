@@ -62,12 +62,15 @@ def test_the_queue_takes_the_parameter_override(deployment: Deployment) -> None:
 def test_a_second_deploy_from_elsewhere_changes_nothing(deployment: Deployment, tmp_path) -> None:
     # Given the stage deployed; when deploy runs again with nothing but CloudFormation's state
     # (another build directory, no parameters given)
-    run = run_make_deploy(deployment.endpoint, tmp_path / "package-again")
+    run = run_make_deploy(deployment.endpoint, tmp_path / "package-again", smoke=False)
     FIGURES.append(f"second make deploy: {run.seconds:.1f} s")
 
     # Then it updates the same stack in place, which has nothing to do, and keeps the parameters
     assert run.returncode == 0, run.output
     assert "updating stack booking-dev" in run.output
+    assert "creating stack" not in run.output
+    assert "smoke test of stage" not in run.output  # SMOKE=0
+    assert "page-token key /booking/dev/page-token-secret: exists, kept" in run.output
     if "(already uploaded)" in run.output:
         # The same code (the working tree may have changed meanwhile): nothing for CloudFormation to do.
         assert "no changes" in run.output, run.output
@@ -75,3 +78,17 @@ def test_a_second_deploy_from_elsewhere_changes_nothing(deployment: Deployment, 
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]} == deployment.outputs
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert params["DeclinesVisibilityTimeoutSeconds"] == str(VISIBILITY_SECONDS)
+
+
+def test_the_first_deploy_ran_pre_flight_and_ended_with_a_passing_smoke_test(deployment: Deployment) -> None:
+    output = deployment.first.output
+    assert "pre-flight: configuration, parameters, user pool and concurrency OK" in output
+    assert "page-token key /booking/dev/page-token-secret: created" in output
+    assert "dropped" in output and "compiled" in output  # the zip, optimised before its digest
+    assert "smoke test of stage dev" in output
+    for step in ("no token -> 401", "forged token -> 403", "book", "declines applied", "page with nextToken"):
+        assert any(line.startswith(step) and " ok " in line for line in output.splitlines()), step
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("delete ") and i > start)
+    FIGURES.extend(["smoke test in the first make deploy:", *lines[start : end + 1]])

@@ -29,7 +29,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tools import cfn_stack, deploy, deploy_chalice, deploy_settings
+from tools import cfn_stack, deploy, deploy_chalice, deploy_settings, preflight
 from tools.deploy_settings import DeployError
 from tools.resources import load_template
 
@@ -44,6 +44,12 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture(autouse=True)
+def concurrency_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto has no GetAccountSettings; the pre-flight's concurrency check has tests of its own."""
+    monkeypatch.setattr(preflight, "concurrency_problems", lambda *args, **kwargs: [])
 
 
 @pytest.fixture
@@ -329,6 +335,12 @@ def test_deploy_runs_the_four_steps_and_prints_the_api_url(
     assert env["AUTH_ISSUER"] == pool_outputs["AUTH_ISSUER"]
     assert f"    API: {url}" in lines
     assert moto.client("cloudformation").describe_stacks(StackName="booking-resources-dev")["Stacks"]
+    # The page-token key was made before the functions that read it
+    key = moto.client("ssm").get_parameter(Name="/booking/dev/page-token-secret", WithDecryption=True)["Parameter"]
+    assert key["Type"] == "SecureString" and len(key["Value"]) == 64
+    assert lines.index("    pre-flight: configuration, parameters, user pool and concurrency OK") < lines.index(
+        "==> 2/4 chalice deploy --stage dev"
+    )
 
 
 class _RecordingLambda:
@@ -447,7 +459,12 @@ def test_destroy_deletes_the_stage_and_keeps_the_table(
     assert cfn_stack.describe(cfn, "booking-resources-dev") is None
     assert not [u for u in moto.client("sqs").list_queues().get("QueueUrls", []) if "booking-declines" in u]
     assert "booking-dev" in moto.client("dynamodb").list_tables()["TableNames"]  # DeletionPolicy Retain
-    assert any("table booking-dev and the user pool are kept (DeletionPolicy Retain)" in line for line in lines)
+    assert any("table booking-dev, with its data (DeletionPolicy Retain)" in line for line in lines)
+    assert any("aws dynamodb delete-table --table-name booking-dev" in line for line in lines)
+    assert any("artifacts bucket booking-artifacts-" in line for line in lines)
+    # The page-token key the deploy created goes with the stage.
+    with pytest.raises(moto.client("ssm").exceptions.ParameterNotFound):
+        moto.client("ssm").get_parameter(Name="/booking/dev/page-token-secret")
     # Deploying again stops at the retained table, with instructions.
     with pytest.raises(DeployError, match="delete-table --table-name booking-dev"):
         deploy_chalice.deploy_via_chalice(
@@ -467,7 +484,7 @@ def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
             raise answer
         return answer
 
-    with pytest.raises(DeployError, match="not confirmed"):
+    with pytest.raises(DeployError, match=r"not confirmed|no answer on standard input.*--yes"):
         deploy.destroy("dev", session=moto, run=chalice, ask=ask, project_dir=project, out=_quiet)
 
     assert chalice.commands == []
@@ -534,7 +551,7 @@ def moto_server(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_deploy_end_to_end_against_a_moto_server(
-    moto_server: str, tmp_path: Path, pool_outputs: dict[str, str]
+    moto_server: str, tmp_path: Path, pool_outputs: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the project's real dev settings and worker policy, with an app that has the worker only
     (tmp_path / ".chalice").mkdir()
@@ -547,6 +564,8 @@ def test_deploy_end_to_end_against_a_moto_server(
     (tmp_path / "requirements.txt").write_text("")
     session = boto3.session.Session(region_name=REGION)
     assert os.environ["AWS_ENDPOINT_URL"] == moto_server
+    # A worker-only app has no API settings for the pre-flight to accept.
+    monkeypatch.setattr(preflight, "run", lambda *args, **kwargs: None)
 
     # When the deploy command runs, the real `chalice deploy` included, twice
     for _ in range(2):

@@ -184,3 +184,53 @@ def test_the_merge_only_touches_resources_chalice_generates() -> None:
     assert events == {
         "DeclineWorkerSqsEventSource": {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}}
     }
+
+
+def test_the_authorizer_runs_its_own_lean_handler(packaged: tuple[dict, list[str]]) -> None:
+    template, _ = packaged
+    resources = template["Resources"]
+    assert resources["TokenAuthorizer"]["Properties"]["Handler"] == "chalicelib.lambda_authorizer.handler"
+    assert resources["APIHandler"]["Properties"]["Handler"] == "app.app"
+    assert resources["DeclineWorker"]["Properties"]["Handler"] == "app.decline_worker"
+    broken = copy.deepcopy(template)
+    broken["Resources"]["TokenAuthorizer"]["Properties"]["Handler"] = "app.token_authorizer"
+    with pytest.raises(deploy_settings.DeployError, match="authorizer's Handler"):
+        deploy_package.check_packaged_template(broken, deploy_settings.stage_environment("prod"))
+
+
+def test_the_zip_ships_unchecked_bytecode_and_no_runtime_provided_botocore(packaged: tuple[dict, list[str]]) -> None:
+    import zipfile
+
+    from tools import lambda_zip
+
+    template, printed = packaged
+    zip_path = Path(template["Resources"]["APIHandler"]["Properties"]["CodeUri"]).with_name("deployment.zip")
+    if not zip_path.is_absolute():  # chalice writes a path relative to the template
+        zip_path = Path(next(line.strip() for line in printed if line.strip().endswith("sam.json"))).with_name(
+            "deployment.zip"
+        )
+    assert lambda_zip.uses_unchecked_pycs(zip_path)
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    assert not [n for n in names if n.startswith(("botocore/", "boto3/"))]
+    assert "chalicelib/__pycache__/lambda_authorizer.cpython-311.pyc" in names
+    assert any("runtime-provided files, compiled" in line for line in printed)
+
+
+def test_only_the_api_reads_the_page_token_key(packaged: tuple[dict, list[str]]) -> None:
+    template, _ = packaged
+    resources = template["Resources"]
+    for logical in ("APIHandler", "TokenAuthorizer", "DeclineWorker"):
+        variables = resources[logical]["Properties"]["Environment"]["Variables"]
+        expected = "/booking/prod/page-token-secret" if logical == "APIHandler" else None
+        assert variables.get("PAGE_TOKEN_SECRET_PARAMETER") == expected, logical
+        assert "PAGE_TOKEN_SECRET" not in variables
+    granted = [
+        (statement["Action"], statement["Resource"])
+        for resource in resources.values()
+        if resource["Type"] == "AWS::IAM::Role"
+        for policy in resource["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(action.startswith(("ssm:", "kms:")) for action in statement["Action"])
+    ]
+    assert granted == [(["ssm:GetParameter"], ["arn:aws:ssm:*:*:parameter/booking/prod/page-token-secret"])]

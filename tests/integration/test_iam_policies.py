@@ -20,6 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS as powertools_providers
+from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
 from chalice.test import Client
 from moto import mock_aws
 
@@ -27,6 +29,7 @@ from app import app, token_authorizer
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
 from chalicelib.domain import new_id
+from chalicelib.secrets import parameter_name
 from chalicelib.store import DynamoStore
 from tests.conftest import AUDIENCE, ISSUER
 from tools import iam_check, resources
@@ -37,6 +40,7 @@ STAGES = ("dev", "prod")
 # Not moto's defaults: the policies must not depend on a region or an account.
 REGION, ACCOUNT = "eu-west-1", "111122223333"
 TEST_TABLE, TEST_QUEUE, TEST_DLQ = "booking-test", "booking-declines-test", "booking-declines-dlq-test"
+TEST_PARAMETER = parameter_name("test")
 
 
 class Recorder:
@@ -110,6 +114,9 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
             "AUTH_JWKS": json.dumps(jwks),
             "ENQUEUE_BACKOFF_MS": "1",
             "SWEEP_DELAY_SECONDS": "0",  # the worker loop below receives each booking's sweep
+            # As on a deployed stage: the page-token key from SSM, not from the environment.
+            "PAGE_TOKEN_SECRET_PARAMETER": TEST_PARAMETER,
+            "PAGE_TOKEN_SECRET": "",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
@@ -120,9 +127,12 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
             harness = boto3.session.Session(region_name="us-east-1")
             ddb, sqs = harness.client("dynamodb"), harness.client("sqs")
             outputs = resources.apply(ddb, sqs, stage="test")
+            harness.client("ssm").put_parameter(Name=TEST_PARAMETER, Value="s" * 64, Type="SecureString")
             # Every client the app creates from here on carries the hook.
             boto3.setup_default_session(region_name="us-east-1")
             boto3.DEFAULT_SESSION.events.register("before-parameter-build.*.*", rec)
+            # powertools Parameters makes its own session: give it a client of the recorded one.
+            powertools_providers["ssm"] = SSMProvider(boto3_client=boto3.client("ssm"))
             bootstrap.reset()
             # The authorizer runs inside each HTTP request: label its calls separately.
             real_authorizer = token_authorizer.func
@@ -136,6 +146,7 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
                 _exercise(rec, Client(app, stage_name="iam-test"), make_token, sqs, outputs, harness)
             finally:
                 bootstrap.reset()
+                powertools_providers.pop("ssm", None)
                 boto3.DEFAULT_SESSION = None
     yield rec
 
@@ -245,6 +256,7 @@ def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
         TEST_TABLE: env["TABLE_NAME"],
         TEST_QUEUE: env["DECLINES_QUEUE_NAME"],
         TEST_DLQ: env["DECLINES_QUEUE_NAME"].replace("booking-declines-", "booking-declines-dlq-"),
+        TEST_PARAMETER: parameter_name(stage),
     }
     cfg = chalice_config(stage, function)
     needs = [n for c in rec.calls[function] for n in iam_check.needs_for_call(c, REGION, ACCOUNT, rename)]
@@ -272,7 +284,12 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "dynamodb.TransactWriteItems",
         "sqs.GetQueueUrl",
         "sqs.SendMessageBatch",
+        "ssm.GetParameter",
     }
+    # The page-token key is read once per container (bootstrap.reset starts a new one).
+    reads = [c for c in recorder.calls["api_handler"] if c.operation == "GetParameter"]
+    assert {(c.params["Name"], c.params["WithDecryption"]) for c in reads} == {(TEST_PARAMETER, True)}
+    assert len(reads) <= 3
     # No GetItem: a refused decline returns the old item (ALL_OLD), none if it does not exist.
     # Query: a booking's sweep reads the job's partition; sqs.*: a message of an unknown
     # version is parked in the DLQ the queue's RedrivePolicy names.
