@@ -41,7 +41,9 @@ if sys.argv[1] == "boto3":
     import_ms = (time.perf_counter() - t0) * 1000
     print(json.dumps({"import_ms": import_ms, "first_answer_ms": import_ms}))
     raise SystemExit(0)
-import app
+import importlib
+module_name, _, attr = sys.argv[2].rpartition(".")
+handler = getattr(importlib.import_module(module_name), attr)
 import_ms = (time.perf_counter() - t0) * 1000
 
 class Context:
@@ -56,24 +58,54 @@ if kind == "api":
              "pathParameters": {"job_id": "not-an-id"}, "stageVariables": None, "body": None,
              "isBase64Encoded": False, "requestContext": {"resourcePath": "/jobs/{job_id}", "httpMethod": "GET",
              "requestId": "cold", "authorizer": {}}}
-    answer = app.app(event, Context())
+    answer = handler(event, Context())
 elif kind == "authorizer":
     event = {"type": "TOKEN", "authorizationToken": "Bearer not-a-token",
              "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/api/GET/jobs"}
-    answer = app.token_authorizer(event, Context())
+    answer = handler(event, Context())
 else:
     # One unreadable message: refused before any AWS call (all failed, so the batch raises).
     record = {"messageId": "m1", "receiptHandle": "r1", "body": "{}", "attributes": {"ApproximateReceiveCount": "1"},
               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
               "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q"}
     try:
-        answer = app.decline_worker({"Records": [record]}, Context())
+        answer = handler({"Records": [record]}, Context())
     except Exception:  # noqa: BLE001 - the answer does not matter, the imports on its way do
         answer = None
 print(json.dumps({"import_ms": import_ms, "first_answer_ms": (time.perf_counter() - t0) * 1000}))
 """
 
 FUNCTIONS = {"api": "API (api_handler)", "authorizer": "authorizer", "worker": "decline worker"}
+# Chalice's handlers; a packaged template may give a function a leaner one of its own.
+DEFAULT_HANDLERS = {"api": "app.app", "authorizer": "app.token_authorizer", "worker": "app.decline_worker"}
+_LOGICAL_IDS = {"api": "APIHandler", "authorizer": "TokenAuthorizer", "worker": "DeclineWorker"}
+
+
+def handlers_of(template_path: Path) -> dict[str, str]:
+    """Each function's ``Handler`` as the packaged template (sam.json) sets it."""
+    resources = json.loads(template_path.read_text(encoding="utf-8")).get("Resources", {})
+    found = dict(DEFAULT_HANDLERS)
+    for kind, logical in _LOGICAL_IDS.items():
+        handler = resources.get(logical, {}).get("Properties", {}).get("Handler")
+        if handler:
+            found[kind] = handler
+    return found
+
+
+# Values the template computes at deploy time (Fn::Sub on the user pool); any valid shape does here.
+_DEPLOY_TIME_VALUES = {
+    "AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_coldstart",
+    "AUTH_AUDIENCE": "coldstartclient",
+    "AUTH_JWKS_URL": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_coldstart/.well-known/jwks.json",
+}
+
+
+def environment_of(template_path: Path, kind: str) -> dict[str, str]:
+    """A function's environment from the packaged template; deploy-time expressions get stand-ins."""
+    resources = json.loads(template_path.read_text(encoding="utf-8")).get("Resources", {})
+    props = resources.get(_LOGICAL_IDS[kind], {}).get("Properties", {})
+    variables = props.get("Environment", {}).get("Variables", {})
+    return {k: v if isinstance(v, str) else _DEPLOY_TIME_VALUES.get(k, "deploy-time") for k, v in variables.items()}
 
 
 def runtime_python() -> Path:
@@ -111,12 +143,12 @@ def function_environment(code_dir: Path, stage_env: dict[str, str]) -> dict[str,
     return env
 
 
-def _probe(python: Path, code_dir: Path, env: dict[str, str], kind: str) -> dict[str, float]:
+def _probe(python: Path, code_dir: Path, env: dict[str, str], kind: str, handler: str = "") -> dict[str, float]:
     if kind == "boto3":  # the runtime's boto3 alone: nothing of the zip on the path
         env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "LAMBDA_TASK_ROOT")}
         code_dir = code_dir.parent
     proc = subprocess.run(  # noqa: S603 - our own probe
-        [str(python), "-c", _PROBE, kind],
+        [str(python), "-c", _PROBE, kind, handler],
         cwd=code_dir,
         env=env,
         capture_output=True,
@@ -140,17 +172,20 @@ def zip_contents(zip_path: Path) -> dict[str, Any]:
     }
 
 
-def measure(zip_path: Path, stage_env: dict[str, str], runs: int = 5) -> dict[str, Any]:
+def measure(zip_path: Path, template_path: Path, runs: int = 5) -> dict[str, Any]:
+    """Cold starts of the package ``chalice package`` wrote (deployment.zip beside sam.json)."""
+    handlers = handlers_of(template_path)
     python = runtime_python()
     code_dir = Path(tempfile.mkdtemp(prefix="cold-start-"))
     try:
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(code_dir)
-        env = function_environment(code_dir, stage_env)
+        envs = {kind: function_environment(code_dir, environment_of(template_path, kind)) for kind in FUNCTIONS}
+        envs["boto3"] = function_environment(code_dir, {})
         samples: dict[str, list[dict[str, float]]] = {k: [] for k in ("boto3", *FUNCTIONS)}
         for _ in range(runs):
             for kind in samples:
-                samples[kind].append(_probe(python, code_dir, env, kind))
+                samples[kind].append(_probe(python, code_dir, envs[kind], kind, handlers.get(kind, "")))
     finally:
         shutil.rmtree(code_dir, ignore_errors=True)
     boto3_ms = statistics.median(s["import_ms"] for s in samples["boto3"])
@@ -158,6 +193,7 @@ def measure(zip_path: Path, stage_env: dict[str, str], runs: int = 5) -> dict[st
     result["functions"] = {
         kind: {
             "label": FUNCTIONS[kind],
+            "handler": handlers[kind],
             "import_ms": statistics.median(s["import_ms"] for s in samples[kind]),
             "first_answer_ms": statistics.median(s["first_answer_ms"] for s in samples[kind]),
             "samples": samples[kind],
