@@ -5,7 +5,7 @@ Only ``store.py`` uses this module (see README "Data model"):
   job          PK=JOB#<jobId>  SK=JOB
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
                GSI2 (overloaded) by owner: GSI2PK=USER#<owner>       GSI2SK=JOB#<jobId>
-               GSI3 openJobs, while OPEN:  GSI3PK=JOBS#OPEN          GSI3SK=JOB#<jobId>
+               GSI3 openJobs, while OPEN:  GSI3PK=JOBS#OPEN#<shard>  GSI3SK=JOB#<jobId>
   application  PK=JOB#<jobId>  SK=APPLICATION#<applicationId>
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=APPLICATION#<applicationId>
                GSI2 by applicant:          GSI2PK=APPLICANT#<user>   GSI2SK=APPLICATION#<applicationId>
@@ -14,12 +14,15 @@ Only ``store.py`` uses this module (see README "Data model"):
 
 A job and its applications share one partition, so one strongly consistent Query
 reads them all: nothing that must see its own writes depends on an index.
-Ids are ULIDs, so sorting by id sorts by creation time.
+Ids are ULIDs, so sorting by id sorts by creation time. The open jobs are spread over
+``OPEN_JOB_SHARDS`` index partitions (one partition key serves at most 1,000 writes
+and 3,000 reads per second); ``shards.py`` merges them back into one newest-first listing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +35,9 @@ JOB_APPLICATIONS_INDEX = "jobApplications"
 BY_USER_INDEX = "applicantApplications"
 OPEN_JOBS_INDEX = "openJobs"
 
-OPEN_PARTITION = "JOBS#OPEN"
+OPEN_PARTITION_PREFIX = "JOBS#OPEN#"
+# Changing it moves jobs between shards: re-key the open jobs first (README "Data model").
+OPEN_JOB_SHARDS = 8
 JOB_SORT = "JOB"
 APPLICATION_PREFIX = "APPLICATION#"
 JOB_PREFIX = "JOB#"
@@ -51,6 +56,19 @@ def job_sort(job_id: str) -> str:
 
 def application_sort(application_id: str) -> str:
     return f"{APPLICATION_PREFIX}{application_id}"
+
+
+def open_shard(job_id: str) -> int:
+    """The job's shard of the open-jobs listing: stable, and even over random ids."""
+    return zlib.crc32(job_id.encode("ascii")) % OPEN_JOB_SHARDS
+
+
+def open_partition(shard: int) -> str:
+    return f"{OPEN_PARTITION_PREFIX}{shard}"
+
+
+def job_id_of_sort(sort_key: str) -> str:
+    return sort_key.removeprefix(JOB_PREFIX)
 
 
 def owner_partition(user: str) -> str:
@@ -75,6 +93,15 @@ def job_key(job_id: str) -> dict[str, Any]:
 
 def application_key(job_id: str, application_id: str) -> dict[str, Any]:
     return key(job_partition(job_id), application_sort(application_id))
+
+
+def open_listing_key(job_id: str) -> dict[str, Any]:
+    """The full openJobs index key of a job's listing entry (an ExclusiveStartKey)."""
+    return {
+        **job_key(job_id),
+        "GSI3PK": s(open_partition(open_shard(job_id))),
+        "GSI3SK": s(job_sort(job_id)),
+    }
 
 
 def guard_key(job_id: str, user: str) -> dict[str, Any]:
@@ -116,7 +143,7 @@ def job_item(job: Job) -> dict[str, Any]:
         "location": job.location,
     }
     if job.status is JobStatus.OPEN:
-        item["GSI3PK"] = OPEN_PARTITION
+        item["GSI3PK"] = open_partition(open_shard(job.job_id))
         item["GSI3SK"] = job_sort(job.job_id)
     return item
 

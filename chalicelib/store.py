@@ -1,19 +1,21 @@
-"""Single-table DynamoDB adapter: the only module that calls boto3's DynamoDB API.
+"""Single-table DynamoDB adapter: the only module that builds requests from items and keys.
 
-Key and item shapes live in ``items.py`` (see README "Data model"). Everything read
-by id or by job (a job, its applications) is read from the base table, strongly
-consistent; indexes serve only the listings and the booking's first pass.
+Key and item shapes live in ``items.py``, the raw calls in ``dynamo.py`` (see README
+"Data model"). Everything read by id or by job (a job, its applications) is read from
+the base table, strongly consistent; indexes serve only the listings and the booking's
+first pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import ClientError
 
 from chalicelib import items as it
 from chalicelib.domain import (
@@ -26,24 +28,16 @@ from chalicelib.domain import (
     DeclineOutcome,
     Forbidden,
     IdempotencyKeyReused,
-    InvalidInput,
     Job,
     JobNotFound,
     JobNotOpen,
     JobStatus,
     Page,
-    Unavailable,
+    is_valid_id,
 )
+from chalicelib.dynamo import Cancelled, Table, error_code, failed, invalid_cursor, reason_at
+from chalicelib.shards import EXHAUSTED, merge_newest_first
 
-_THROTTLE_CODES = {
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ThrottlingError",
-}
-# Left over after botocore's own retries: the request may be repeated as it is.
-_UNAVAILABLE_CODES = _THROTTLE_CODES | {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
-_TRANSACTION_RETRIES = 3
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 _s = it.s
@@ -51,33 +45,15 @@ _serialize = it.serialize
 _deserialize = it.deserialize
 
 
-# --------------------------------------------------------------------- errors
-
-
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
-def _cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
-    return exc.response.get("CancellationReasons") or []
-
-
-def _unavailable(exc: Exception) -> Unavailable:
-    cause = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    return Unavailable("The database is busy; retry the request.", cause=cause)
-
-
-def _failed(reason: dict[str, Any]) -> bool:
-    return reason.get("Code") == "ConditionalCheckFailed"
-
-
 class DynamoStore:
     """Reads and writes jobs and applications in one table."""
 
     def __init__(self, client: Any, table_name: str, query_page_size: int | None = None) -> None:
-        self._db = client
+        self._t = Table(client, table_name, query_page_size)
         self._table = table_name
         self._page_size = query_page_size
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # ----------------------------------------------------------------- jobs
 
@@ -85,7 +61,7 @@ class DynamoStore:
         """Writes a new job. A botocore retry of a put that had committed finds its own item."""
         item = _serialize(it.job_item(job))
         try:
-            self._call(
+            self._t.api_call(
                 "put_item",
                 TableName=self._table,
                 Item=item,
@@ -93,9 +69,9 @@ class DynamoStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item") or self._get(it.job_key(job.job_id))
+            old = exc.response.get("Item") or self._t.get(it.job_key(job.job_id))
             # A fresh ULID cannot collide with another job: an item with our id and
             # creation time is ours (numbers come back normalised, so not the whole item).
             if not old or any(old.get(k) != item[k] for k in ("jobId", "owner", "createdAt")):
@@ -129,12 +105,12 @@ class DynamoStore:
         }
         try:
             # The token makes DynamoDB answer a retried, committed call with success.
-            self._transact([key_item, job_put], token=job.job_id)
+            self._t.transact([key_item, job_put], token=job.job_id)
             return None
-        except _Cancelled as cancelled:
-            if not _failed(cancelled.reasons[0]):
+        except Cancelled as cancelled:
+            if not failed(cancelled.reasons[0]):
                 raise ConcurrentUpdate("The request collided with another; retry.") from None
-            old = cancelled.reasons[0].get("Item") or self._get(it.idempotency_key(job.owner, client_key))
+            old = cancelled.reasons[0].get("Item") or self._t.get(it.idempotency_key(job.owner, client_key))
         existing = _deserialize(old) if old else {}
         if existing.get("jobId") == job.job_id:
             return None  # our own write, committed by an attempt whose answer was lost
@@ -143,23 +119,44 @@ class DynamoStore:
         return str(existing["jobId"])
 
     def get_job(self, job_id: str) -> Job | None:
-        item = self._get(it.job_key(job_id))
+        item = self._t.get(it.job_key(job_id))
         return it.job_from(_deserialize(item)) if item else None
 
     def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]:
-        return self._page(
-            it.job_from,
-            limit,
-            cursor,
-            index=it.OPEN_JOBS_INDEX,
-            key_names=("GSI3PK", "GSI3SK"),
-            partition=it.OPEN_PARTITION,
-            newest_first=True,
+        """OPEN jobs, newest first, merged from every shard of the ``openJobs`` index."""
+        page = merge_newest_first(
+            _open_positions(cursor), it.OPEN_JOB_SHARDS, limit, self._open_shard_page, self._map_parallel
         )
+        if page.cursor is None:
+            return Page(items=page.items)
+        return Page(items=page.items, cursor={"shards": {str(n): p for n, p in sorted(page.cursor.items())}})
+
+    def _open_shard_page(self, shard: int, after: str | None, limit: int) -> tuple[list[tuple[str, Job]], str | None]:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": it.OPEN_JOBS_INDEX,
+            "KeyConditionExpression": "GSI3PK = :pk",
+            "ExpressionAttributeValues": {":pk": _s(it.open_partition(shard))},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after is not None:
+            params["ExclusiveStartKey"] = it.open_listing_key(after)
+        resp = self._t.api_call("query", **params)
+        found = [(raw["jobId"]["S"], it.job_from(_deserialize(raw))) for raw in resp.get("Items") or []]
+        last = resp.get("LastEvaluatedKey")
+        return found, it.job_id_of_sort(last["GSI3SK"]["S"]) if last else None
+
+    def _map_parallel(self, fn: Callable[[int], Any], args: Sequence[int]) -> list[Any]:
+        """The shards' first reads at once: a page costs one round trip, not one per shard."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=it.OPEN_JOB_SHARDS, thread_name_prefix="shards")
+        return list(self._pool.map(fn, args))
 
     def list_jobs_of_owner(self, owner: str, limit: int, cursor: dict | None) -> Page[Job]:
-        return self._page(
-            it.job_from,
+        return self._t.page(
+            _converter(it.job_from),
             limit,
             cursor,
             index=it.BY_USER_INDEX,
@@ -174,7 +171,7 @@ class DynamoStore:
     def add_application(self, job: Job, app: Application) -> None:
         """Writes the application only while the job is OPEN and once per nanny."""
         try:
-            self._transact(
+            self._t.transact(
                 [
                     {
                         "ConditionCheck": {
@@ -203,21 +200,21 @@ class DynamoStore:
                 ],
                 token=app.application_id,
             )
-        except _Cancelled as cancelled:
-            job_reason, guard_reason, _ = cancelled.reasons
-            if _failed(guard_reason):
-                guard = guard_reason.get("Item") or self._get(it.guard_key(app.job_id, app.applicant))
+        except Cancelled as cancelled:
+            job_reason, guard_reason = reason_at(cancelled.reasons, 0), reason_at(cancelled.reasons, 1)
+            if failed(guard_reason):
+                guard = guard_reason.get("Item") or self._t.get(it.guard_key(app.job_id, app.applicant))
                 if guard and guard.get("applicationId", {}).get("S") == app.application_id:
                     return  # our own write, committed by an attempt whose answer was lost
-            if _failed(job_reason):
+            if failed(job_reason):
                 raise JobNotOpen("The job is not open for applications.") from None
-            if _failed(guard_reason):
+            if failed(guard_reason):
                 raise AlreadyApplied("You have already applied to this job.") from None
             raise ConcurrentUpdate("The job changed while applying; retry.") from None
 
     def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
-        return self._page(
-            it.application_from,
+        return self._t.page(
+            _converter(it.application_from),
             limit,
             cursor,
             index=None,
@@ -228,8 +225,8 @@ class DynamoStore:
         )
 
     def list_applications_of_applicant(self, user: str, limit: int, cursor: dict | None) -> Page[Application]:
-        return self._page(
-            it.application_from,
+        return self._t.page(
+            _converter(it.application_from),
             limit,
             cursor,
             index=it.BY_USER_INDEX,
@@ -265,7 +262,7 @@ class DynamoStore:
             params["Limit"] = self._page_size
         job: Job | None = None
         pending: list[str] = []
-        for raw in self._all_pages("query", params):
+        for raw in self._t.read_all_pages("query", params):
             if raw["type"]["S"] == "JOB":
                 job = it.job_from(_deserialize(raw))
             else:
@@ -281,7 +278,7 @@ class DynamoStore:
             "ExpressionAttributeValues": {":job": _s("JOB"), ":closed": _s(JobStatus.CLOSED.value)},
             "Limit": page_size,
         }
-        for raw in self._all_pages("scan", params):
+        for raw in self._t.read_all_pages("scan", params):
             yield it.job_from(_deserialize(raw))
 
     # -------------------------------------------------------------- booking
@@ -294,7 +291,7 @@ class DynamoStore:
         """
         token = hashlib.sha256(f"book:{job_id}:{application_id}:{now}".encode()).hexdigest()[:36]
         try:
-            self._transact(
+            self._t.transact(
                 [
                     {
                         "Update": {
@@ -334,16 +331,16 @@ class DynamoStore:
                 ],
                 token=token,
             )
-        except _Cancelled as cancelled:
+        except Cancelled as cancelled:
             return self._explain_booking_failure(cancelled.reasons, owner, job_id, application_id)
         return None
 
     def _explain_booking_failure(
         self, reasons: list[dict[str, Any]], owner: str, job_id: str, application_id: str
     ) -> Job:
-        job_reason, app_reason = reasons
-        if _failed(job_reason):
-            old = job_reason.get("Item") or self._get(it.job_key(job_id))
+        job_reason, app_reason = reason_at(reasons, 0), reason_at(reasons, 1)
+        if failed(job_reason):
+            old = job_reason.get("Item") or self._t.get(it.job_key(job_id))
             if not old:
                 raise JobNotFound("Job not found.")
             job = it.job_from(_deserialize(old))
@@ -352,7 +349,7 @@ class DynamoStore:
             if job.accepted_application_id == application_id:
                 return job  # the same booking again: the caller finishes the declines
             raise JobNotOpen("The job is already booked.", acceptedApplicationId=job.accepted_application_id)
-        if _failed(app_reason):
+        if failed(app_reason):
             if not app_reason.get("Item"):
                 raise ApplicationNotFound("Application not found for this job.")
             raise ApplicationNotPending("The application is no longer pending.")
@@ -363,7 +360,7 @@ class DynamoStore:
     def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome:
         key = it.application_key(job_id, application_id)
         try:
-            self._call(
+            self._t.api_call(
                 "update_item",
                 TableName=self._table,
                 Key=key,
@@ -378,7 +375,7 @@ class DynamoStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             old = exc.response.get("Item")  # ALL_OLD: none means the application does not exist
             if not old:
@@ -389,123 +386,25 @@ class DynamoStore:
             return DeclineOutcome.ALREADY_DECLINED
         return DeclineOutcome.DECLINED
 
-    # --------------------------------------------------------------- helpers
 
-    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        return self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        try:
-            return getattr(self._db, operation)(**params)
-        except ClientError as exc:
-            if _error_code(exc) in _UNAVAILABLE_CODES:
-                raise _unavailable(exc) from exc
-            raise
-        except (HTTPClientError, ConnectionError) as exc:  # timeouts, resets: after botocore's retries
-            raise _unavailable(exc) from exc
-
-    def _all_pages(self, operation: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """The raw items of every page of a query or scan."""
-        params = dict(params)
-        while True:
-            resp = self._call(operation, **params)
-            yield from resp.get("Items") or []
-            last = resp.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
-
-    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
-        """Runs a transaction, retrying only when another transaction got in the way.
-
-        ``token`` (ClientRequestToken) lets DynamoDB recognise botocore's own re-send
-        of a call that committed; callers still recognise their own items (ALL_OLD),
-        for emulators that ignore it.
-        """
-        params: dict[str, Any] = {"TransactItems": items}
-        if token:
-            params["ClientRequestToken"] = token
-        for attempt in range(_TRANSACTION_RETRIES + 1):
-            try:
-                self._call("transact_write_items", **params)
-                return
-            except ClientError as exc:
-                code = _error_code(exc)
-                if code == "TransactionConflictException":
-                    reasons: list[dict[str, Any]] = [{"Code": "TransactionConflict"} for _ in items]
-                elif code == "TransactionCanceledException":
-                    reasons = _cancellation_reasons(exc)
-                else:
-                    raise
-                reason_codes = {r.get("Code") for r in reasons}
-                if "ConditionalCheckFailed" in reason_codes:
-                    raise _Cancelled(reasons) from exc
-                if reason_codes & _THROTTLE_CODES:
-                    raise _unavailable(exc) from exc
-                if "TransactionConflict" not in reason_codes or attempt == _TRANSACTION_RETRIES:
-                    raise _Cancelled(reasons) from exc
-                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-
-    def _page(
-        self,
-        convert: Any,
-        limit: int,
-        cursor: dict | None,
-        *,
-        index: str | None,
-        key_names: tuple[str, str],
-        partition: str,
-        newest_first: bool,
-        sort_prefix: str | None = None,
-    ) -> Page:
-        pk_name, sk_name = key_names
-        condition = f"{pk_name} = :pk"
-        values = {":pk": _s(partition)}
-        if sort_prefix:
-            condition += f" AND begins_with({sk_name}, :prefix)"
-            values[":prefix"] = _s(sort_prefix)
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": not newest_first,
-            "Limit": limit,
-        }
-        if index:
-            params["IndexName"] = index
-        else:
-            params["ConsistentRead"] = True  # the base table can: a listing sees its own writes
-        if cursor is not None:
-            params["ExclusiveStartKey"] = self._start_key(cursor, index, key_names, partition, sort_prefix)
-        resp = self._call("query", **params)
-        items = [convert(_deserialize(i)) for i in resp.get("Items") or []]
-        last = resp.get("LastEvaluatedKey")
-        next_cursor = {k: v["S"] for k, v in last.items()} if last else None
-        return Page(items=items, cursor=next_cursor)
-
-    @staticmethod
-    def _start_key(
-        cursor: dict,
-        index: str | None,
-        key_names: tuple[str, str],
-        partition: str,
-        sort_prefix: str | None,
-    ) -> dict[str, Any]:
-        """Accepts only a key this very query could have returned."""
-        expected = {"PK", "SK", *key_names}
-        pk_name, sk_name = key_names
-        if (
-            not isinstance(cursor, dict)
-            or set(cursor) != expected
-            or not all(isinstance(v, str) and 0 < len(v) <= 600 for v in cursor.values())
-            or cursor[pk_name] != partition
-            or (sort_prefix is not None and not cursor[sk_name].startswith(sort_prefix))
-        ):
-            raise InvalidInput("nextToken is not valid for this request.", code="INVALID_NEXT_TOKEN")
-        return {k: _s(v) for k, v in cursor.items()}
+def _converter(entity_from: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    return lambda raw: entity_from(_deserialize(raw))
 
 
-class _Cancelled(Exception):
-    def __init__(self, reasons: list[dict[str, Any]]) -> None:
-        super().__init__("transaction cancelled")
-        self.reasons = reasons
+def _open_positions(cursor: dict | None) -> dict[int, str]:
+    """Each shard's position in a cursor of the open-jobs listing; only what a page could have issued."""
+    if cursor is None:
+        return {}
+    shards = cursor.get("shards") if isinstance(cursor, dict) and set(cursor) == {"shards"} else None
+    if not isinstance(shards, dict) or not shards:
+        raise invalid_cursor()
+    positions: dict[int, str] = {}
+    for name, position in shards.items():
+        if not (isinstance(name, str) and name.isdigit() and int(name) < it.OPEN_JOB_SHARDS):
+            raise invalid_cursor()
+        shard = int(name)
+        # A resume point must be a job this very shard could have returned.
+        if position != EXHAUSTED and not (is_valid_id(position) and it.open_shard(position) == shard):
+            raise invalid_cursor()
+        positions[shard] = position
+    return positions

@@ -1,0 +1,97 @@
+"""Newest-first pages over a listing spread across shards: a lazy k-way merge.
+
+Each shard is one index partition, read newest first. A page asks every shard for a
+few items (about twice its fair share of the page), merges them by id (ULIDs: by
+creation time), and asks a shard for more only when its buffer runs dry while it may
+still hold a newer item than the others' heads. The cursor keeps one position per
+shard, so the next page resumes each where this one stopped.
+
+Knows neither DynamoDB nor keys: ``fetch`` does the reading (``store.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from chalicelib.domain import Page
+
+T = TypeVar("T")
+
+EXHAUSTED = ""  # a shard's cursor position once it has nothing left
+
+# (shard, resume after this id or None, at most this many) -> ([(id, item)] newest first, last evaluated id or None)
+Fetch = Callable[[int, "str | None", int], tuple[list[tuple[str, T]], "str | None"]]
+# Runs the first round's fetches (in parallel, or not): f over each argument, results in order.
+MapFn = Callable[[Callable[[int], Any], Sequence[int]], Iterable[Any]]
+
+
+@dataclass
+class _Shard(Generic[T]):
+    shard: int
+    position: str | None  # the id up to which everything was emitted or filtered out; None: the start
+    buffer: deque[tuple[str, T]] = field(default_factory=deque)
+    next_start: str | None = None  # where the next fetch resumes
+    more: bool = True  # the shard may hold items past what was fetched
+
+
+def first_round_size(limit: int, shards: int) -> int:
+    """Items asked of each shard at first: twice a fair share, so a refill is rare."""
+    return max(1, min(limit, 2 * math.ceil(limit / shards)))
+
+
+def merge_newest_first(
+    cursor: dict[int, str], shard_count: int, limit: int, fetch: Fetch[T], map_fn: MapFn = map
+) -> Page[T]:
+    """One page of at most ``limit`` items, newest first across every shard.
+
+    ``cursor`` maps a shard to its position (a resume id, or ``EXHAUSTED``); a shard
+    it does not name starts at the top. The page's cursor is None when every shard is done.
+    """
+    states = [_Shard[T](n, cursor.get(n)) for n in range(shard_count)]
+    active = [st for st in states if st.position != EXHAUSTED]
+    for st in states:
+        if st.position == EXHAUSTED:
+            st.more = False
+    size = first_round_size(limit, shard_count)
+    results = list(map_fn(lambda i: fetch(active[i].shard, active[i].position, size), range(len(active))))
+    for st, (found, last) in zip(active, results, strict=True):
+        _take(st, found, last)
+
+    out: list[T] = []
+    while len(out) < limit:
+        for st in active:
+            # A dry shard that may hold more must be read before any pick: its next
+            # item could be newer than every other head.
+            while not st.buffer and st.more:
+                _take(st, *fetch(st.shard, st.next_start, limit - len(out)))
+        heads = [st for st in active if st.buffer]
+        if not heads:
+            break
+        best = max(heads, key=lambda st: st.buffer[0][0])
+        item_id, item = best.buffer.popleft()
+        best.position = item_id
+        out.append(item)
+
+    next_cursor: dict[int, str] = {}
+    for st in states:
+        if st.buffer:
+            if st.position is not None:
+                next_cursor[st.shard] = st.position
+        elif st.more:
+            # Everything read was emitted (or filtered out by the read): resume past it.
+            if st.next_start is not None:
+                next_cursor[st.shard] = st.next_start
+        else:
+            next_cursor[st.shard] = EXHAUSTED
+    done = all(v == EXHAUSTED for v in next_cursor.values()) and len(next_cursor) == shard_count
+    return Page(items=out, cursor=None if done else next_cursor)
+
+
+def _take(st: _Shard[T], found: list[tuple[str, T]], last: str | None) -> None:
+    st.buffer.extend(found)
+    st.next_start = last
+    st.more = last is not None

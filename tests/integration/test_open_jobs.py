@@ -1,0 +1,94 @@
+"""GET /jobs over the sharded openJobs index: every open job once, newest first, and cursors that cannot be bent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib import items as it
+from tests.integration.conftest import Api, Aws
+
+
+def _all_pages(api: Api, limit: int) -> tuple[list[str], int]:
+    seen: list[str] = []
+    token, pages = None, 0
+    while True:
+        path = f"/jobs?limit={limit}" + (f"&nextToken={token}" if token else "")
+        reply = api.call("GET", path, user="nina", role="nanny")
+        assert reply.status == 200, reply.body
+        assert len(reply.body["items"]) <= limit
+        assert all(j["status"] == "OPEN" for j in reply.body["items"])
+        seen += [j["jobId"] for j in reply.body["items"]]
+        pages += 1
+        token = reply.body["nextToken"]
+        if not token:
+            return seen, pages
+
+
+def test_paging_over_many_jobs_across_shards_returns_each_open_job_once_newest_first(api: Api, aws: Aws) -> None:
+    # Given 40 jobs spread over the shards, two of them booked (so no longer open)
+    jobs = [api.create_job(f"parent{i % 3}")["jobId"] for i in range(40)]
+    for job_id in (jobs[5], jobs[33]):
+        app_id = api.apply("nina", job_id)["applicationId"]
+        assert api.book(f"parent{jobs.index(job_id) % 3}", job_id, app_id).status == 200
+    shards = Counter(it.open_shard(j) for j in jobs)
+    assert len(shards) >= it.OPEN_JOB_SHARDS - 1  # really spread out
+    stored = {i["GSI3PK"]["S"] for i in aws.items() if "GSI3PK" in i}
+    assert stored <= {it.open_partition(n) for n in range(it.OPEN_JOB_SHARDS)} and len(stored) > 1
+
+    # When a nanny pages through GET /jobs, 7 at a time
+    seen, pages = _all_pages(api, 7)
+
+    # Then every open job comes exactly once, newest first
+    expected = [j for j in reversed(jobs) if j not in (jobs[5], jobs[33])]
+    assert seen == expected
+    assert pages == 6  # 38 jobs: five full pages and one of three
+    # and one page of everything agrees
+    assert _all_pages(api, 100) == (expected, 1)
+
+
+def _signed(cursor: Any, scope: str = "jobs:open") -> str:
+    return bootstrap.page_tokens().encode(scope, cursor)
+
+
+@pytest.mark.parametrize(
+    "bend",
+    [
+        "signature",
+        "another listing",
+        "a shard out of range",
+        "a job of another shard",
+        "not an id",
+        "the old single-partition key",
+        "no shards",
+    ],
+)
+def test_a_tampered_or_bent_cursor_is_refused(api: Api, aws: Aws, bend: str) -> None:
+    jobs = [api.create_job("alice")["jobId"] for _ in range(4)]
+    first = api.call("GET", "/jobs?limit=2", user="alice").body
+    token = first["nextToken"]
+    assert token
+    other_shard = next(j for j in jobs if it.open_shard(j) != it.open_shard(jobs[0]))
+    tokens = {
+        "signature": token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"),
+        "another listing": _signed({"shards": {str(it.open_shard(jobs[0])): jobs[0]}}, scope="me:alice:jobs"),
+        "a shard out of range": _signed({"shards": {str(it.OPEN_JOB_SHARDS): jobs[0]}}),
+        "a job of another shard": _signed({"shards": {str(it.open_shard(jobs[0])): other_shard}}),
+        "not an id": _signed({"shards": {str(it.open_shard(jobs[0])): "JOB#x"}}),
+        "the old single-partition key": _signed(
+            {"PK": f"JOB#{jobs[0]}", "SK": "JOB", "GSI3PK": "JOBS#OPEN", "GSI3SK": f"JOB#{jobs[0]}"}
+        ),
+        "no shards": _signed({"shards": {}}),
+    }
+    before = aws.snapshot()
+
+    reply = api.call("GET", f"/jobs?nextToken={tokens[bend]}", user="alice")
+
+    assert (reply.status, reply.body["code"]) == (400, "INVALID_NEXT_TOKEN")
+    assert aws.snapshot() == before
+    # while the token as issued resumes the listing
+    rest = api.call("GET", f"/jobs?nextToken={token}", user="alice").body["items"]
+    assert [j["jobId"] for j in first["items"] + rest] == list(reversed(jobs))

@@ -1,0 +1,86 @@
+"""The merge of a sharded listing: every item once, newest first, with few reads."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from chalicelib.shards import EXHAUSTED, first_round_size, merge_newest_first
+
+
+class FakeShards:
+    """Shards of ids read newest first, as a DynamoDB Query with Limit and a filter would."""
+
+    def __init__(self, ids_per_shard: dict[int, list[str]], hidden: frozenset[str] = frozenset()) -> None:
+        self.shards = {n: sorted(ids, reverse=True) for n, ids in ids_per_shard.items()}
+        self.hidden = hidden  # filtered out after the read: still counts towards Limit
+        self.reads: list[tuple[int, str | None, int]] = []
+
+    def fetch(self, shard: int, after: str | None, limit: int) -> tuple[list[tuple[str, str]], str | None]:
+        self.reads.append((shard, after, limit))
+        ids = self.shards.get(shard, [])
+        start = 0 if after is None else next((i for i, v in enumerate(ids) if v < after), len(ids))
+        evaluated = ids[start : start + limit]
+        more = start + limit < len(ids)
+        return [(i, i) for i in evaluated if i not in self.hidden], (evaluated[-1] if more else None)
+
+
+def _page_through(fake: FakeShards, count: int, limit: int) -> tuple[list[str], int]:
+    seen: list[str] = []
+    cursor: dict[int, str] = {}
+    pages = 0
+    while True:
+        page = merge_newest_first(cursor, count, limit, fake.fetch)
+        pages += 1
+        assert len(page.items) <= limit
+        seen += page.items
+        if page.cursor is None:
+            return seen, pages
+        cursor = page.cursor
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 20, 100])
+@pytest.mark.parametrize("shards", [1, 8])
+def test_paging_returns_every_item_once_newest_first(limit: int, shards: int) -> None:
+    rng = random.Random(limit * 31 + shards)
+    ids = [f"{i:05d}" for i in range(137)]
+    per_shard: dict[int, list[str]] = {n: [] for n in range(shards)}
+    for i in ids:
+        per_shard[rng.randrange(shards)].append(i)
+    fake = FakeShards(per_shard, hidden=frozenset(rng.sample(ids, 30)))
+
+    seen, pages = _page_through(fake, shards, limit)
+
+    visible = sorted(set(ids) - fake.hidden, reverse=True)
+    assert seen == visible
+    assert pages >= len(visible) // limit
+
+
+def test_a_skewed_shard_is_refilled_not_skipped() -> None:
+    # Every newest item is in shard 0: the others' heads must wait behind it.
+    fake = FakeShards({0: [f"9{i:03d}" for i in range(30)], 1: ["0001"], 2: ["0002"]})
+    page = merge_newest_first({}, 3, 10, fake.fetch)
+    assert page.items == [f"9{i:03d}" for i in range(29, 19, -1)]
+    assert page.cursor == {0: "9020"}  # shards 1 and 2 resume from the top
+    rest = merge_newest_first(page.cursor, 3, 100, fake.fetch)
+    assert rest.items == [f"9{i:03d}" for i in range(19, -1, -1)] + ["0002", "0001"]
+    assert rest.cursor is None
+
+
+def test_the_first_round_asks_each_shard_for_about_twice_its_share() -> None:
+    assert first_round_size(20, 8) == 6
+    assert first_round_size(100, 8) == 26
+    assert first_round_size(1, 8) == 1
+    assert first_round_size(5, 1) == 5
+    fake = FakeShards({n: [f"{n}{i:03d}" for i in range(50)] for n in range(8)})
+    merge_newest_first({}, 8, 20, fake.fetch)
+    assert [limit for _, _, limit in fake.reads[:8]] == [6] * 8
+
+
+def test_exhausted_shards_are_not_read_again() -> None:
+    fake = FakeShards({0: ["0003", "0002", "0001"], 1: []})
+    page = merge_newest_first({1: EXHAUSTED}, 2, 2, fake.fetch)
+    assert page.items == ["0003", "0002"]
+    assert {shard for shard, _, _ in fake.reads} == {0}
+    assert page.cursor == {0: "0002", 1: EXHAUSTED}
