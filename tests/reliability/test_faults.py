@@ -150,13 +150,21 @@ def _book(app: InProcess, token: str, job_id: str, application_id: str) -> tuple
     return app.call("POST", f"/jobs/{job_id}/book", token, {"applicationId": application_id})
 
 
-def _check_booking_answer(status: int, body: Any, chosen: str, others: list[str]) -> str | None:
-    """The answer must say what happened: booked, and how many declines were (not) queued."""
+def _check_booking_answer(status: int, body: Any, chosen: str, others: list[str], replay: bool = False) -> str | None:
+    """The answer must say what happened: booked, and how many declines were (not) queued.
+
+    A first booking finds every other application PENDING, so its counts add up to all of
+    them. A replay re-queues only what its index query still reads PENDING: what the
+    worker has declined since is not counted again, so its counts add up to at most that
+    (the final states, checked after the drain, are what must add up).
+    """
+
+    def adds_up(count: int) -> bool:
+        return 0 <= count <= len(others) if replay else count == len(others)
+
     if status == 200:
-        if (body["acceptedApplicationId"], body["declinesQueued"], body["job"]["status"]) != (
-            chosen,
-            len(others),
-            "CLOSED",
+        if (body["acceptedApplicationId"], body["job"]["status"]) != (chosen, "CLOSED") or not adds_up(
+            body["declinesQueued"]
         ):
             return f"200 that does not add up: {body}"
         return None
@@ -164,9 +172,9 @@ def _check_booking_answer(status: int, body: Any, chosen: str, others: list[str]
         details = body.get("details") or {}
         if details.get("acceptedApplicationId") != chosen:
             return f"503 that does not name the booking: {body}"
-        if details.get("declinesQueued", -1) + details.get("declinesNotQueued", -1) != len(others):
-            return f"503 whose counts do not add up to {len(others)}: {body}"
-        if details["declinesNotQueued"] < 1:
+        if not adds_up(details.get("declinesQueued", -1) + details.get("declinesNotQueued", -1)):
+            return f"503 whose counts do not add up to {'at most ' if replay else ''}{len(others)}: {body}"
+        if details["declinesNotQueued"] < 1 and details.get("sweepQueued") is not False:
             return f"503 with nothing left unqueued: {body}"
         return None
     return f"unexpected answer {status} {body}"
@@ -214,7 +222,7 @@ def test_declines_survive_send_message_batch_failures(
                     break
                 status, body = _book(app, parent, job_id, chosen)
                 answers[f"replay {status}"] += 1
-                if problem := _check_booking_answer(status, body, chosen, others):
+                if problem := _check_booking_answer(status, body, chosen, others, replay=True):
                     problems.append(f"{job_id} replay: {problem}")
             if status != 200:
                 problems.append(f"{job_id}: still not 200 after 10 replays")
@@ -420,8 +428,14 @@ class WorkerProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if line.startswith("{"):
-                self.events.append(json.loads(line))
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if "event" in event:  # the app's own JSON log lines (a sweep's warning, say) go to stdout too
+                self.events.append(event)
 
     def wait_for(self, kind: str, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -465,7 +479,9 @@ def test_a_worker_killed_mid_batch_loses_no_decline(
     jobs = _jobs(stack, 2, 8)
     _book_into(in_process(DECLINES_QUEUE_URL=queue_url), jobs)
     others = {a for _, _, (_, *rest) in jobs for a in rest}
-    assert stack.depth(queue_url) == len(others)
+    # One decline per other application, and one (delayed) sweep per booking.
+    queued = len(others) + len(jobs)
+    assert stack.depth(queue_url) == queued
 
     crashed = WorkerProcess(stack, queue_url, crash=crash_point)
     try:
@@ -475,8 +491,10 @@ def test_a_worker_killed_mid_batch_loses_no_decline(
     FIGURES.add("faults", "worker processes killed mid-batch")
     FIGURES.add("faults", "faults injected (total)")
     applied_before = [e["applicationId"] for e in crashed.outcomes() if e["outcome"] == "declined"]
-    assert len(applied_before) == point["handled"]
-    assert stack.depth(queue_url) == len(others), "the killed worker deleted messages"
+    # Each record handled before the kill declined at least one application: a decline its
+    # own, a sweep (visible once its delay is over) every one of its job still PENDING.
+    assert len(applied_before) >= point["handled"]
+    assert stack.depth(queue_url) == queued, "the killed worker deleted messages"
 
     restarted = WorkerProcess(stack, queue_url)
     try:

@@ -62,7 +62,14 @@ def fuzz_world(stack: Stack) -> dict[str, Any]:
     stack.ok("POST", f"/jobs/{jobs[0]}/book", token, json={"applicationId": apps[0]})
     other = stack.create_job(parent_token())["jobId"]
     apps.append(stack.apply(nanny_token(), other)["applicationId"])
-    return {"owner": owner, "token": token, "jobs": [*jobs, other], "apps": apps, "created": []}
+    return {
+        "owner": owner,
+        "token": token,
+        "jobs": [*jobs, other],
+        "apps": apps,
+        "created": [],
+        "idempotency_keys": set(),  # keys with which the owner created a job
+    }
 
 
 def _steer(case: Any, operation_id: str, world: dict[str, Any], rng: random.Random) -> None:
@@ -81,11 +88,19 @@ def _steer(case: Any, operation_id: str, world: dict[str, Any], rng: random.Rand
         del case.query["nextToken"]
 
 
-def _refusal_kind(operation_id: str, status: int, body: Any) -> str | None:
-    """Why a schema-valid request was refused, if the reason is one the spec knows of; None otherwise."""
-    if status != 400 or not isinstance(body, dict):
+def _refusal_kind(operation_id: str, status: int, body: Any, key_used_before: bool = False) -> str | None:
+    """Why a schema-valid request was refused, if the reason is one the spec knows of; None otherwise.
+
+    ``key_used_before``: the request's Idempotency-Key already created a job of this parent.
+    """
+    if not isinstance(body, dict):
         return None
     code, field = body.get("code"), (body.get("details") or {}).get("field")
+    if (status, code, operation_id, key_used_before) == (422, "IDEMPOTENCY_KEY_REUSED", "createJob", True):
+        # The generator repeats short keys: the same key with another body is refused, as documented.
+        return "Idempotency-Key reused with another body (state, not expressible in the schema)"
+    if status != 400:
+        return None
     message = body.get("message", "")
     if code == "INVALID_NEXT_TOKEN":
         return "opaque nextToken (signed, not expressible in the schema)"
@@ -93,6 +108,13 @@ def _refusal_kind(operation_id: str, status: int, body: Any) -> str | None:
         return "relative start/end rules (in the descriptions, not expressible in the schema)"
     if code == "INVALID_BODY" and ("control characters" in message or "must not be empty" in message):
         return "text rules the spec does not state (see test_spec.py)"
+    return None
+
+
+def _idempotency_key(case: Any) -> str | None:
+    for name, value in (case.headers or {}).items():
+        if name.lower() == "idempotency-key":
+            return str(value)
     return None
 
 
@@ -142,8 +164,13 @@ def _fuzz(operation: Any, operation_id: str, mode: Any, world: dict[str, Any], t
             body = response.json()
         except ValueError:
             body = None
-        if operation_id == "createJob" and response.status_code == 201:
-            world["created"].append(body["jobId"])
+        key = _idempotency_key(case)
+        key_used_before = key is not None and key in world["idempotency_keys"]
+        if operation_id == "createJob" and response.status_code in (200, 201):
+            if response.status_code == 201:
+                world["created"].append(body["jobId"])
+            if key is not None:
+                world["idempotency_keys"].add(key)
         for check in STRICT_CHECKS:
             try:
                 case.validate_response(response, checks=[check])
@@ -155,7 +182,7 @@ def _fuzz(operation: Any, operation_id: str, mode: Any, world: dict[str, Any], t
         try:
             case.validate_response(response, checks=[openapi_checks.positive_data_acceptance])
         except BaseException:
-            kind = _refusal_kind(operation_id, response.status_code, body)
+            kind = _refusal_kind(operation_id, response.status_code, body, key_used_before)
             if kind is None:
                 tally.fail(
                     "positive_data_acceptance", f"{response.status_code} {response.text[:200]}\n    {_curl(case)}"
