@@ -129,12 +129,13 @@ class Stack(StackProcess):
 
     def warm(self) -> None:
         """Opens this thread's keep-alive connection with a request the gateway answers at once."""
-        if getattr(_THREAD, "warm", False):
+        warm = _THREAD.__dict__.setdefault("warm", set())  # API URLs: a test may run a stack of its own
+        if self.api_url in warm:
             return
         for attempt in range(10):
             try:
                 self.session().get(self.api_url + "/", timeout=10)
-                _THREAD.warm = True
+                warm.add(self.api_url)
                 return
             except requests.ConnectionError:
                 time.sleep(0.05 * (attempt + 1))
