@@ -1,8 +1,10 @@
 """``python -m bench``: starts a local stack, runs the benchmarks, writes bench/results/.
 
 Parts (``--parts``): 1 booking latency vs applications per job, ours against the
-baseline (in-process); 2 the original load profile over HTTP; 3 decline worker
-throughput; 4 the knee (rate stepped up). Defaults take a few minutes; ``--smoke``
+baseline (in-process), on the emulator and on a model of AWS's latencies; 2 the
+original load profile over HTTP; 3 decline worker throughput; 4 the knee (rate
+stepped up); 5 cold start of each function from the packaged zip. A machine
+yardstick is timed in every run. Defaults take about twenty minutes; ``--smoke``
 runs one tiny iteration of each.
 """
 
@@ -13,6 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import PROJECT_ROOT, Stack, point_at, prepare_environment, start_stack
-from tools.localstack import DEFAULT_POLLERS
+from tools.localstack import DEFAULT_BATCHING_WINDOW_SECONDS, DEFAULT_POLLERS
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
 BOOK_QUEUE_NAME = "bench-book-declines"
@@ -40,13 +43,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (default bench/results)")
     p.add_argument("--smoke", action="store_true", help="one tiny iteration of each part (for the tests)")
-    p.add_argument("--parts", type=_ints, default=(1, 2, 3, 4), help="which parts to run, e.g. 1,3 (default all)")
+    p.add_argument("--parts", type=_ints, default=(1, 2, 3, 4, 5), help="which parts to run, e.g. 1,3 (default all)")
+    p.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="append the run's summary to this JSON-lines file (default OUT/history.jsonl; smoke runs never)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep the stack's log, Locust's plans and logs")
     p.add_argument(
         "--pollers",
         type=int,
         default=DEFAULT_POLLERS,
         help=f"the local stack's queue pollers (default {DEFAULT_POLLERS}, as in make local)",
+    )
+    p.add_argument(
+        "--batching-window",
+        type=float,
+        default=DEFAULT_BATCHING_WINDOW_SECONDS,
+        help=f"the pollers' batching window in seconds (default {DEFAULT_BATCHING_WINDOW_SECONDS:g}, as in make local)",
     )
     p.add_argument(
         "--profile", action="store_true", help="py-spy profiles of the stack's Python processes during part 2"
@@ -57,6 +72,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     g.add_argument("--bookings", type=int, default=30, help="bookings per size and implementation (default 30)")
     g.add_argument("--bookings-large", type=int, default=5, help="the same for sizes >= 1000 (default 5)")
+    g.add_argument(
+        "--model-concurrency",
+        type=_ints,
+        default=(4, 10, 20),
+        help="with the latency model, ours also at these ENQUEUE_CONCURRENCY values (default 4,10,20)",
+    )
     g = p.add_argument_group("2. the original load profile over HTTP")
     g.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     g.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
@@ -73,17 +94,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument(
         "--knee-rates",
         type=_floats,
-        default=(5, 10, 15, 20, 25, 50, 100, 150, 200),
-        help="req/s steps (default 5,10,15,20,25,50,100,150,200)",
+        default=(25, 50, 75, 100, 125, 150, 200),
+        help="req/s steps (default 25,50,75,100,125,150,200)",
     )
-    g.add_argument("--knee-step", type=float, default=10.0, help="seconds per step (default 10)")
+    g.add_argument("--knee-step", type=float, default=30.0, help="seconds per step (default 30)")
     g.add_argument("--knee-p99-ms", type=float, default=250.0, help="p99 limit in ms (default 250)")
+    g.add_argument(
+        "--knee-drain-s", type=float, default=5.0, help="drain limit after the last answer, in s (default 5)"
+    )
+    g.add_argument(
+        "--knee-backlog-s",
+        type=float,
+        default=2.0,
+        help="declines PENDING when the load ends, at most this many seconds of arrivals (default 2)",
+    )
+    g = p.add_argument_group("5. cold start")
+    g.add_argument("--cold-runs", type=int, default=5, help="fresh interpreters per function (default 5)")
+    g.add_argument("--cold-stage", default="dev", help="the stage packaged for it (default dev)")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.bookings, args.bookings_large = (1, 10), 2, 1
+        args.model_concurrency = ()
         args.rate, args.duration, args.apps_per_job = 10.0, 2.0, 3
         args.backlog, args.worker_concurrency, args.sqs_backlog = 40, (1,), 20
         args.knee_rates, args.knee_step = (10.0, 20.0), 1.0
+        args.cold_runs = 1
     return args
 
 
@@ -115,7 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"benchmark failed:\n{results['error']}")
     results["elapsed_seconds"] = time.monotonic() - started
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["targets"] = report.evaluate_targets(results)
+    results["summary"] = report.summary(results)
     paths = report.write_all(results, args.out)
+    if not args.smoke and not failed:
+        history = args.history or args.out / "history.jsonl"
+        report.append_history(results["summary"], history)
+        say(f"summary appended to {history}")
     print(paths["md"].read_text(encoding="utf-8"))
     say("results: " + ", ".join(str(p) for p in paths.values() if p.exists()))
     if args.keep_workdir or failed:
@@ -134,7 +175,7 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
 
     @contextlib.contextmanager
     def fresh_stack(name: str) -> Iterator[Stack]:
-        stack = start_stack(workdir / f"stack-{name}", pollers=args.pollers)
+        stack = start_stack(workdir / f"stack-{name}", pollers=args.pollers, batching_window=args.batching_window)
         say(f"  {name}: local stack up, API {stack.api_url}")
         try:
             yield stack
@@ -144,6 +185,15 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
         finally:
             stack.stop()
 
+    say("yardstick: a CPU-bound loop and one emulator round trip")
+    with fresh_stack("yardstick") as stack:
+        from bench import yardstick
+
+        results["yardstick"] = yardstick.measure(stack.client("dynamodb"), stack.table)
+        say(
+            f"  yardstick: CPU loop {results['yardstick']['cpu_ms']:.1f} ms, "
+            f"emulator round trip {results['yardstick']['emulator_ms']:.2f} ms"
+        )
     if 1 in args.parts:
         say("part 1: booking latency vs applications per job (ours vs baseline, in-process)")
         with fresh_stack("part1") as stack:
@@ -159,6 +209,10 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
                 warmup=1 if args.smoke else 3,
             )
             results["book_latency"] = book_latency.run(stack, book_queue, plan, say)
+            say("part 1, on the AWS latency model (bench/latency_model.py)")
+            results["book_latency_model"] = book_latency.run_model(
+                stack, book_queue, plan, say, other_concurrencies=args.model_concurrency
+            )
     if 2 in args.parts:
         say(f"part 2: {args.rate:g} req/s for {args.duration:g} s over HTTP")
         from bench import http_load
@@ -196,6 +250,33 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
             say,
             timeout_seconds=args.timeout,
             drain_timeout_seconds=args.drain_timeout,
+            drain_limit_seconds=args.knee_drain_s,
+            backlog_limit_seconds=args.knee_backlog_s,
+        )
+    if 5 in args.parts:
+        say(f"part 5: cold start, the {args.cold_stage} package, {args.cold_runs} interpreter(s) per function")
+        from bench import cold_start
+
+        package_dir = workdir / f"package-{args.cold_stage}"
+        t0 = time.monotonic()
+        build = subprocess.run(  # noqa: S603 - our own packaging command
+            [sys.executable, "-m", "tools.deploy", "package", "--stage", args.cold_stage, "--out", str(package_dir)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if build.returncode != 0:
+            raise RuntimeError(f"packaging failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
+        say(f"  package built in {time.monotonic() - t0:.0f} s")
+        cold = cold_start.measure(package_dir / "deployment.zip", package_dir / "sam.json", runs=args.cold_runs)
+        cold["stage"] = args.cold_stage
+        results["cold_start"] = cold
+        say(
+            f"  import boto3 {cold['boto3_import_ms']:.0f} ms; "
+            + ", ".join(
+                f"{f['label']} {f['first_answer_ms']:.0f} ms (x{f['x_boto3']:.1f})" for f in cold["functions"].values()
+            )
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from bench.checks import DrainWatcher, check_invariants, job_states, queue_depths
+from bench.checks import DrainWatcher, check_invariants, job_states, wait_queues_empty
 from bench.dataset import PreparedJob, prepare_jobs
 from bench.procs import CpuMeter, Profiler, cpu_seconds, stack_processes
 from bench.stack import PROJECT_ROOT, Stack, clean_env
@@ -117,17 +117,29 @@ def run_constant_rate(stack: Stack, spec: LoadSpec, workdir: Path, label: str, s
             committed |= late
     drain["committed_without_200"] = len(committed - answered)
     phases["drain_wait_seconds"] = time.monotonic() - mark
+    # The bookings' delayed sweeps are still to come: the work a booking causes ends when the queue is empty.
+    mark = time.monotonic()
+    quick = {"read_timeout": 15, "retries": {"total_max_attempts": 1}}
+    queues = wait_queues_empty(
+        stack.client("sqs", **quick), [stack.ready["queue_url"], stack.ready["dlq_url"]], spec.drain_timeout_seconds
+    )
+    cpu["through_drain"] = meter.stop()
+    cpu["per_booking"] = cpu_per_booking(cpu["through_drain"], len(committed))
+    phases["queues_empty_seconds"] = time.monotonic() - mark
     mark = time.monotonic()
     # Declines that had not landed when the wait gave up are counted, not reported as violations.
     invariants = check_invariants(setup_db, stack.table, jobs, committed, allow_pending=not all_landed)
-    quick = {"read_timeout": 15, "retries": {"total_max_attempts": 1}}
-    depths = queue_depths(stack.client("sqs", **quick), stack.ready["queue_url"], stack.ready["dlq_url"])
+    depths = queues["depths"]
     phases["checks_seconds"] = time.monotonic() - mark
     profile = profiler.finish() if profiler is not None else None
     say(
         f"  {label}: {load['requests']} requests at {load['rate']:.1f}/s, success {load['success_ratio']:.2%}, "
         f"p50 {fmt_ms(load['latency'].get('p50'))}, p99 {fmt_ms(load['latency'].get('p99'))}; "
-        f"drain {_fmt_drain(drain)}; invariants {'held' if invariants['ok'] else 'VIOLATED'}"
+        f"drain {_fmt_drain(drain)}, {drain.get('pending_when_load_ended')} PENDING at load end; "
+        f"invariants {'held' if invariants['ok'] else 'VIOLATED'}; "
+        f"CPU {cpu['per_booking']['total_ms']:.1f} ms per booking ("
+        + ", ".join(f"{k.split(' (')[0]} {v:.1f}" for k, v in cpu["per_booking"]["processes"].items())
+        + ")"
     )
     return {
         "label": label,
@@ -141,6 +153,21 @@ def run_constant_rate(stack: Stack, spec: LoadSpec, workdir: Path, label: str, s
         "phases": phases,
         "raw": [{k: r.get(k) for k in ("sent_s", "ms", "status", "late_ms")} for r in results["results"]],
     }
+
+
+# The stack's processes (not the load generator, not the bench's own reads).
+STACK_ROLES = ("queue pollers", "MiniStack", "chalice local")
+
+
+def cpu_per_booking(cpu: dict[str, Any], bookings: int) -> dict[str, Any]:
+    """CPU milliseconds per committed booking, per stack process and in all, from the load's
+    start until the queues were empty (the declines and the sweeps included)."""
+    per = {
+        name: 1000 * used["cpu_seconds"] / max(1, bookings)
+        for name, used in cpu["processes"].items()
+        if name.startswith(STACK_ROLES)
+    }
+    return {"bookings": bookings, "seconds": cpu["seconds"], "processes": per, "total_ms": sum(per.values())}
 
 
 def warm_up(stack: Stack, count: int, apps_per_job: int, label: str) -> None:
@@ -255,6 +282,23 @@ def _error_kind(error: str) -> str:
     return re.sub(r"(https?://\S+|[0-9A-HJKMNP-TV-Z]{26})", "…", error)[:160]
 
 
+def criteria(
+    result: dict[str, Any], p99_limit_ms: float, drain_limit_seconds: float, backlog_limit_seconds: float
+) -> dict[str, bool]:
+    """The load profile's criteria, each met or not, for one constant-rate run."""
+    p99 = result["latency"].get("p99")
+    drain = result["drain"]
+    arrivals = result["spec"]["rate"] * max(0, result["spec"]["apps_per_job"] - 1)
+    pending = drain.get("pending_when_load_ended")
+    return {
+        "success": result["success_ratio"] == 1.0,
+        "p99": p99 is not None and p99 <= p99_limit_ms,
+        "drain": bool(drain.get("drained")) and drain["drain_seconds"] <= drain_limit_seconds,
+        "kept_pace": pending is not None and pending <= arrivals * backlog_limit_seconds,
+        "invariants": bool(result["invariants"]["ok"]),
+    }
+
+
 def run_knee(
     stacks: Callable[[str], AbstractContextManager[Stack]],
     rates: Sequence[float],
@@ -265,11 +309,16 @@ def run_knee(
     say: Callable[[str], None],
     timeout_seconds: float = 10.0,
     drain_timeout_seconds: float = 60.0,
+    drain_limit_seconds: float = 5.0,
+    backlog_limit_seconds: float = 2.0,
 ) -> dict[str, Any]:
-    """Steps the rate up until p99 exceeds the limit or a request fails; the highest rate that held.
+    """Steps the rate up until a step misses the load profile's criteria; the highest rate that held.
 
-    Each step runs on a fresh stack (``stacks(name)``), so no step inherits the
-    previous one's backlog.
+    A step holds with every request answered 200, p99 within ``p99_limit_ms``, the
+    declines drained within ``drain_limit_seconds`` of the last answer, at most
+    ``backlog_limit_seconds`` worth of declines PENDING when the load ended, and every
+    invariant. Each step runs on a fresh stack (``stacks(name)``), so no step inherits
+    the previous one's backlog.
     """
     steps = []
     for rate in rates:
@@ -277,9 +326,8 @@ def run_knee(
         spec = LoadSpec(rate, step_seconds, apps_per_job, timeout_seconds, drain_timeout_seconds)
         with stacks(label) as stack:
             result = run_constant_rate(stack, spec, workdir, label, say)
-        p99 = result["latency"].get("p99")
-        held = result["success_ratio"] == 1.0 and p99 is not None and p99 <= p99_limit_ms
-        result["held"] = held
+        result["criteria"] = criteria(result, p99_limit_ms, drain_limit_seconds, backlog_limit_seconds)
+        held = result["held"] = all(result["criteria"].values())
         result.pop("raw", None)
         steps.append(result)
         if not held:
@@ -287,6 +335,8 @@ def run_knee(
     held_rates = [s["spec"]["rate"] for s in steps if s["held"]]
     return {
         "p99_limit_ms": p99_limit_ms,
+        "drain_limit_seconds": drain_limit_seconds,
+        "backlog_limit_seconds": backlog_limit_seconds,
         "step_seconds": step_seconds,
         "steps": steps,
         "highest_rate_held": max(held_rates) if held_rates else None,

@@ -22,9 +22,14 @@ ORIGINAL_PUBLISHED = {
 # Frames worth showing from a profile: the emulator's SQS model, our code, boto3's calls.
 _PROFILE_KEYS = ("(ministack/services/sqs.py)", "(chalicelib/", "(app.py)", "_make_api_call (botocore/client.py)")
 TARGETS = {
-    "ratio_at_100": 8.0,
-    "p99_ms_at_50_rps": 100.0,
+    "ratio_at_100": 8.0,  # on the emulator
+    "model_ratio_at_100": 15.0,  # on the latency model
+    "model_to_limit": 1.3,  # ours / the physical limit on the latency model, at every N
+    "p99_ms_at_50_rps": 250.0,
     "drain_seconds": 5.0,
+    "backlog_seconds": 2.0,  # declines PENDING when the load ends, in seconds of arrivals
+    "cpu_ms_per_booking": 20.0,  # every process of the stack, the load generator apart
+    "knee_rps": 100.0,
     "worker_to_raw": 0.7,
 }
 
@@ -83,7 +88,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         base_ok = all(s["baseline"]["calls_as_expected"] for s in book["sizes"])
         out.append(
             {
-                "target": "calls per booking: ours 1 transaction + query pages + ceil((N-1)/10) SendMessageBatch",
+                "target": "calls per booking: ours 1 transaction + query pages + ceil(N/10) SendMessageBatch "
+                "(N-1 declines and the sweep)",
                 "measured": "; ".join(
                     f"N={s['applications']}: {s['ours']['calls_total_per_booking']}" for s in book["sizes"]
                 ),
@@ -103,6 +109,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if load:
         drain, inv = load["drain"], load["invariants"]
         pending = inv.get("declines_still_pending") or 0
+        arrivals = load["target_rate"] * max(0, load["spec"]["apps_per_job"] - 1)
         out += [
             {"target": "100% success", "measured": f"{load['success_ratio']:.2%}", "met": load["success_ratio"] == 1},
             {
@@ -116,12 +123,61 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": bool(drain.get("drained")) and drain["drain_seconds"] <= TARGETS["drain_seconds"],
             },
             {
-                "target": "0 lost; every job exactly one ACCEPTED, the rest DECLINED",
+                "target": f"declines keep pace: PENDING at load end <= {TARGETS['backlog_seconds']:g} s of arrivals "
+                f"({arrivals * TARGETS['backlog_seconds']:.0f})",
+                "measured": str(drain.get("pending_when_load_ended")),
+                "met": (drain.get("pending_when_load_ended") or 0) <= arrivals * TARGETS["backlog_seconds"],
+            },
+            {
+                "target": "0 lost; every job exactly one ACCEPTED, the rest DECLINED; queues empty after",
                 "measured": f"{inv['violations']} violations in {inv['jobs_checked']} jobs"
-                + (f", {pending} declines still PENDING" if pending else ""),
-                "met": inv["ok"] and not pending,
+                + (f", {pending} declines still PENDING" if pending else "")
+                + f"; queues {load['queues_after']}",
+                "met": inv["ok"] and not pending and all(v == 0 for v in load["queues_after"].values()),
             },
         ]
+        per = (load.get("cpu") or {}).get("per_booking")
+        if per:
+            out.append(
+                {
+                    "target": f"CPU per booking, every process of the stack <= {TARGETS['cpu_ms_per_booking']:g} ms",
+                    "measured": f"{per['total_ms']:.1f} ms ("
+                    + ", ".join(f"{k.split(' (')[0]} {v:.1f}" for k, v in per["processes"].items())
+                    + ")",
+                    "met": per["total_ms"] <= TARGETS["cpu_ms_per_booking"],
+                }
+            )
+    model = results.get("book_latency_model")
+    if model:
+        at_100 = next((s for s in model["sizes"] if s["applications"] == 100), None)
+        if at_100:
+            out.append(
+                {
+                    "target": f"latency model: ours >= {TARGETS['model_ratio_at_100']:g}x faster than the baseline "
+                    "at N=100 (p50)",
+                    "measured": f"x{at_100['ratio_p50']:.1f}",
+                    "met": at_100["ratio_p50"] >= TARGETS["model_ratio_at_100"],
+                }
+            )
+        out.append(
+            {
+                "target": f"latency model: ours within {TARGETS['model_to_limit']:g}x the physical limit "
+                "at every N (p50)",
+                "measured": "; ".join(f"N={s['applications']}: {s['ours_to_limit_p50']:.2f}x" for s in model["sizes"]),
+                "met": all(s["ours_to_limit_p50"] <= TARGETS["model_to_limit"] for s in model["sizes"]),
+            }
+        )
+    knee = results.get("knee")
+    if knee:
+        held = knee.get("highest_rate_held")
+        out.append(
+            {
+                "target": f"knee >= {TARGETS['knee_rps']:g} req/s (steps of {knee['step_seconds']:g} s, "
+                "the load profile's criteria)",
+                "measured": f"{held:g} req/s" if held else "none held",
+                "met": bool(held) and held >= TARGETS["knee_rps"],
+            }
+        )
     worker = results.get("worker_throughput")
     if worker:
         for level in worker["levels"]:
@@ -138,13 +194,117 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "latest.json", "md": out_dir / "latest.md", "png": out_dir / "book-latency.png"}
-    results["targets"] = evaluate_targets(results)
+    paths = {
+        "json": out_dir / "latest.json",
+        "md": out_dir / "latest.md",
+        "png": out_dir / "book-latency.png",
+        "load_png": out_dir / "load-latency.png",
+        "cold_png": out_dir / "cold-start.png",
+    }
+    results.setdefault("targets", evaluate_targets(results))
     _atomic_write(paths["json"], json.dumps(results, indent=1, default=str) + "\n")
     if results.get("book_latency"):
-        chart(results["book_latency"], paths["png"])
+        chart(results["book_latency"], paths["png"], results.get("book_latency_model"))
+    if results.get("http_load"):
+        chart_load(results["http_load"], paths["load_png"])
+    if results.get("cold_start"):
+        chart_cold_start(results["cold_start"], paths["cold_png"])
     _atomic_write(paths["md"], markdown(results))
     return paths
+
+
+def append_history(summary: dict[str, Any], path: Path) -> None:
+    """One line per run, so that a regression shows against the runs before it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(summary, separators=(",", ":"), default=str) + "\n")
+
+
+def _round(value: Any, digits: int = 1) -> Any:
+    return round(value, digits) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The run's headline figures, also in yardstick units (see bench/yardstick.py)."""
+    m = results["machine"]
+    yard = results.get("yardstick") or {}
+    cpu_unit, call_unit = yard.get("cpu_ms"), yard.get("emulator_ms")
+    out: dict[str, Any] = {
+        "date": results["started_at"],
+        "argv": results["argv"],
+        "commit": _commit(),
+        "machine": {"cores": m.get("cores"), "cpu": m.get("cpu"), "load_average": m.get("load_average")},
+        "load_average_end": results.get("load_average_end"),
+        "yardstick": yard,
+        "targets_met": sum(1 for t in results.get("targets", []) if t["met"]),
+        "targets": len(results.get("targets", [])),
+    }
+    load = results.get("http_load")
+    if load:
+        per = (load.get("cpu") or {}).get("per_booking") or {}
+        out["load"] = {
+            "rate": load["target_rate"],
+            "duration": load["spec"]["duration"],
+            "success": load["success_ratio"],
+            "p50_ms": _round(load["latency"].get("p50")),
+            "p99_ms": _round(load["latency"].get("p99")),
+            "drain_s": _round(load["drain"].get("drain_seconds"), 2),
+            "pending_at_load_end": load["drain"].get("pending_when_load_ended"),
+            "invariants": load["invariants"]["ok"],
+            "cpu_ms_per_booking": _round(per.get("total_ms")),
+            "cpu_ms_per_booking_by_process": {k: _round(v) for k, v in (per.get("processes") or {}).items()},
+        }
+        if cpu_unit:
+            out["load"]["cpu_per_booking_in_cpu_yardsticks"] = _round((per.get("total_ms") or 0) / cpu_unit, 3)
+        if call_unit:
+            out["load"]["p99_in_emulator_yardsticks"] = _round((load["latency"].get("p99") or 0) / call_unit)
+    book = results.get("book_latency")
+    if book:
+        out["emulator_ratio_p50"] = {str(s["applications"]): _round(s["ratio_p50"]) for s in book["sizes"]}
+    model = results.get("book_latency_model")
+    if model:
+        out["model"] = {
+            "concurrency": model["configured_concurrency"],
+            "sizes": {
+                str(s["applications"]): {
+                    "ours_p50_ms": _round(s["ours"]["latency"]["p50"]),
+                    "baseline_p50_ms": _round(s["baseline"]["latency"]["p50"]),
+                    "limit_p50_ms": _round(s["limit"]["p50"]),
+                    "ratio": _round(s["ratio_p50"]),
+                    "to_limit": _round(s["ours_to_limit_p50"], 2),
+                    "client_cpu_ms": _round(s["ours"]["cpu_ms"]),
+                }
+                for s in model["sizes"]
+            },
+        }
+    knee = results.get("knee")
+    if knee:
+        out["knee_rps"] = knee.get("highest_rate_held")
+        out["knee_first_failed_rps"] = knee.get("first_rate_failed")
+    worker = results.get("worker_throughput")
+    if worker:
+        out["worker_to_raw"] = {str(lv["concurrency"]): _round(lv["ratio_worker_to_raw"], 2) for lv in worker["levels"]}
+    cold = results.get("cold_start")
+    if cold:
+        out["cold_start_ms"] = {"import boto3": _round(cold["boto3_import_ms"], 0)} | {
+            f["label"]: _round(f["first_answer_ms"], 0) for f in cold["functions"].values()
+        }
+    return out
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -153,14 +313,149 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def chart(book: dict[str, Any], path: Path) -> None:
+def chart(book: dict[str, Any], path: Path, model: dict[str, Any] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if model:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.5), dpi=100)
+        _chart_book(ax, book)
+        _chart_model(ax2, model)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+        _chart_book(ax, book)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _chart_model(ax: Any, model: dict[str, Any]) -> None:
+    sizes = [s["applications"] for s in model["sizes"]]
+    for impl, color, label in (("ours", "#1f77b4", "this service"), ("baseline", "#d62728", "baseline")):
+        ax.plot(
+            sizes, [s[impl]["latency"]["p50"] for s in model["sizes"]], marker="o", color=color, label=f"{label}, p50"
+        )
+        ax.plot(
+            sizes,
+            [s[impl]["latency"]["p95"] for s in model["sizes"]],
+            marker="^",
+            linestyle="--",
+            color=color,
+            alpha=0.7,
+            label=f"{label}, p95",
+        )
+    ax.plot(
+        sizes, [s["limit"]["p50"] for s in model["sizes"]], color="#2ca02c", marker="s", label="physical limit, p50"
+    )
+    for s in model["sizes"]:
+        ax.annotate(
+            f"x{s['ratio_p50']:.0f}, {s['ours_to_limit_p50']:.2f}L",
+            (s["applications"], s["baseline"]["latency"]["p95"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=8,
+            color="#444",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(n) for n in sizes])
+    ax.set_xlabel("applications per job (N)")
+    ax.set_ylabel("booking latency (ms, log scale)")
+    ax.set_title(
+        f"the same on the AWS latency model (enqueue concurrency {model['configured_concurrency']})\n"
+        "(labels: baseline/ours p50, ours/limit p50)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def chart_load(load: dict[str, Any], path: Path) -> None:
+    """Part 2: every request's latency against its send time, the p99 per second, and the drain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    raw = [r for r in load.get("raw", []) if r.get("sent_s") is not None and r.get("ms") is not None]
+    if not raw:
+        return
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    ok = [r for r in raw if r["status"] == 200]
+    bad = [r for r in raw if r["status"] != 200]
+    ax.scatter([r["sent_s"] for r in ok], [r["ms"] for r in ok], s=3, alpha=0.4, color="#1f77b4", label="200")
+    if bad:
+        ax.scatter([r["sent_s"] for r in bad], [r["ms"] for r in bad], s=8, color="#d62728", label="failed")
+    by_second: dict[int, list[float]] = {}
+    for r in raw:
+        by_second.setdefault(int(r["sent_s"]), []).append(r["ms"])
+    seconds = sorted(by_second)
+    from bench.stats import percentile
+
+    ax.plot(
+        [x + 0.5 for x in seconds],
+        [percentile(by_second[x], 99) for x in seconds],
+        color="#ff7f0e",
+        label="p99 per second",
+    )
+    end = max(r["sent_s"] + r["ms"] / 1000 for r in raw)
+    drain = load["drain"].get("drain_seconds")
+    if drain is not None:
+        ax.axvspan(end, end + drain, color="#2ca02c", alpha=0.2, label=f"decline drain {drain:.2f} s")
+    ax.axhline(TARGETS["p99_ms_at_50_rps"], color="#888", linestyle=":", label="p99 target")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the first request")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title(
+        f"part 2: {load['target_rate']:g} req/s for {load['spec']['duration']:g} s, "
+        f"{load['spec']['apps_per_job']} applications per job (chalice local, MiniStack)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def chart_cold_start(cold: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["import boto3", *[f["label"] for f in cold["functions"].values()]]
+    imports = [cold["boto3_import_ms"], *[f["import_ms"] for f in cold["functions"].values()]]
+    answers = [cold["boto3_import_ms"], *[f["first_answer_ms"] for f in cold["functions"].values()]]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], imports, width=0.4, color="#1f77b4", label="import")
+    ax.bar([x + 0.2 for x in xs], answers, width=0.4, color="#ff7f0e", label="import + first answer")
+    for x, v in zip(xs, answers, strict=True):
+        ax.annotate(
+            f"{v:.0f} ms (x{v / cold['boto3_import_ms']:.1f})", (x + 0.2, v), ha="center", va="bottom", fontsize=8
+        )
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("ms (median of fresh interpreters)")
+    ax.set_title(f"cold start from the packaged zip ({cold.get('stage', 'dev')}), {cold['runs']} runs, this machine")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _chart_book(ax: Any, book: dict[str, Any]) -> None:
     sizes = [s["applications"] for s in book["sizes"]]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     styles = {"ours": ("#1f77b4", "this service"), "baseline": ("#d62728", "baseline (original algorithm)")}
     for impl, (color, label) in styles.items():
         p50 = [s[impl]["latency"]["p50"] for s in book["sizes"]]
@@ -186,11 +481,6 @@ def chart(book: dict[str, Any], path: Path) -> None:
     ax.set_title("POST /jobs/{id}/book, in-process, MiniStack (DynamoDB + SQS)\n(labels: baseline p50 / ours p50)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -214,10 +504,13 @@ def markdown(results: dict[str, Any]) -> str:
         for t in results["targets"]:
             lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
         lines.append("")
+    lines += _md_yardstick(results.get("yardstick"), results.get("http_load"))
     lines += _md_book(results.get("book_latency"))
+    lines += _md_model(results.get("book_latency_model"))
     lines += _md_load(results.get("http_load"))
     lines += _md_worker(results.get("worker_throughput"))
     lines += _md_knee(results.get("knee"))
+    lines += _md_cold(results.get("cold_start"))
     notes = [*findings(results), *results.get("notes", [])]
     if notes:
         lines += ["## What the numbers say", "", *[f"- {n}" for n in notes], ""]
@@ -386,6 +679,19 @@ def _md_load(load: dict[str, Any] | None) -> list[str]:
         for name, used in cpu["processes"].items():
             cores = f"{used['cores']:.2f}" if "cores" in used else ""
             lines.append(f"| {name} | {used['cpu_seconds']:.1f} | {cores} |")
+    per = cpu.get("per_booking")
+    if per:
+        lines += [
+            "",
+            f"CPU per booking, from the load's start until the queues were empty ({per['seconds']:.0f} s, "
+            f"{per['bookings']} bookings, the declines and sweeps included; the load generator and the bench's "
+            "own reads apart):",
+            "",
+            "| process | ms per booking |",
+            "|---|---:|",
+            *[f"| {name} | {ms:.1f} |" for name, ms in per["processes"].items()],
+            f"| **all of the stack** | **{per['total_ms']:.1f}** |",
+        ]
     for name, prof in (load.get("profile") or {}).items():
         if not prof.get("busy_samples"):
             continue
@@ -397,12 +703,131 @@ def _md_load(load: dict[str, Any] | None) -> list[str]:
         ]
     lines += [
         "",
+        "![latency over time](load-latency.png)",
+        "",
         "For scale only, the original write-up's numbers on AWS (3000 requests at 50 req/s, API Gateway and "
         "network included): "
         + "; ".join(f"{k} p50 {fmt_ms(v['p50_ms'])}, p99 {fmt_ms(v['p99_ms'])}" for k, v in ORIGINAL_PUBLISHED.items())
         + ".",
         "",
     ]
+    return lines
+
+
+def _md_yardstick(yard: dict[str, Any] | None, load: dict[str, Any] | None) -> list[str]:
+    if not yard:
+        return []
+    lines = [
+        "## Yardstick",
+        "",
+        f"This machine, this run: a fixed CPU-bound Python loop took **{yard['cpu_ms']:.1f} ms** (median), one "
+        f"small DynamoDB round trip to the emulator **{yard.get('emulator_ms', math.nan):.2f} ms** (median); "
+        "`bench/yardstick.py`. Divided by these, figures of runs on other days or machines compare better "
+        "than the raw ones (`history.jsonl` keeps both).",
+        "",
+    ]
+    if load:
+        per = (load.get("cpu") or {}).get("per_booking") or {}
+        p99 = load["latency"].get("p99")
+        if per and yard.get("cpu_ms"):
+            lines.append(
+                f"- Part 2 CPU per booking: {per['total_ms']:.1f} ms = {per['total_ms'] / yard['cpu_ms']:.3f} CPU "
+                "yardsticks."
+            )
+        if p99 and yard.get("emulator_ms"):
+            lines.append(
+                f"- Part 2 p50 / p99: {load['latency']['p50'] / yard['emulator_ms']:.1f} / "
+                f"{p99 / yard['emulator_ms']:.1f} emulator round trips."
+            )
+        lines.append("")
+    return lines
+
+
+def _md_model(model: dict[str, Any] | None) -> list[str]:
+    if not model:
+        return []
+    lines = [
+        "## 1b. The same on the AWS latency model",
+        "",
+        "`bench/latency_model.py` attached to the same clients: each DynamoDB call is held until a latency drawn "
+        "from published figures has passed (the emulator's time counts inside it), SQS sends are answered by the "
+        "model after theirs. The limit: the transaction, the query, then every batch at once "
+        f"(`booking_limit_ms`). Enqueue concurrency {model['configured_concurrency']}, client pools of "
+        f"{model['max_pool_connections']} connections. CPU: this process's CPU during the booking (median), "
+        "which the model does not charge.",
+        "",
+        "| N | ours p50 | p95 | baseline p50 | p95 | limit p50 | p99 | baseline/ours | ours/limit | ours CPU | "
+        "model expects ours |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in model["sizes"]:
+        o, b, lim = s["ours"]["latency"], s["baseline"]["latency"], s["limit"]
+        lines.append(
+            f"| {s['applications']} | {fmt_ms(o['p50'])} | {fmt_ms(o['p95'])} | {fmt_ms(b['p50'])} | "
+            f"{fmt_ms(b['p95'])} | {fmt_ms(lim['p50'])} | {fmt_ms(lim['p99'])} | x{s['ratio_p50']:.1f} | "
+            f"{s['ours_to_limit_p50']:.2f} | {fmt_ms(s['ours']['cpu_ms'])} | {fmt_ms(s['model_expects_ours']['p50'])} |"
+        )
+    if model.get("by_concurrency"):
+        lines += [
+            "",
+            "Ours at other enqueue concurrencies (p50 measured / the model's expectation / ours over the limit; "
+            "client CPU):",
+            "",
+            "| concurrency | " + " | ".join(f"N={s['applications']}" for s in model["sizes"]) + " |",
+            "|---:|" + "---|" * len(model["sizes"]),
+        ]
+        rows = {str(model["configured_concurrency"]): None, **model["by_concurrency"]}
+        for conc in sorted(rows, key=int):
+            entries = (
+                rows[conc]
+                if rows[conc] is not None
+                else [
+                    {
+                        "latency": s["ours"]["latency"],
+                        "model_expects": s["model_expects_ours"],
+                        "limit": s["limit"],
+                        "cpu_ms": s["ours"]["cpu_ms"],
+                    }
+                    for s in model["sizes"]
+                ]
+            )
+            cells = [
+                f"{fmt_ms(e['latency']['p50'])} / {fmt_ms(e['model_expects']['p50'])} / "
+                f"{e['latency']['p50'] / e['limit']['p50']:.2f}; CPU {fmt_ms(e['cpu_ms'])}"
+                for e in entries
+            ]
+            lines.append(f"| {conc} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Sources: "
+        + "; ".join(f"{op} {v['p50_ms']:g}/{v['p99_ms']:g} ms (p50/p99)" for op, v in model["sources"].items()),
+        "",
+    ]
+    return lines
+
+
+def _md_cold(cold: dict[str, Any] | None) -> list[str]:
+    if not cold:
+        return []
+    z = cold["zip"]
+    lines = [
+        "## 5. Cold start",
+        "",
+        f"The {cold.get('stage', 'dev')} package (`python -m tools.deploy package`; {z['files']} files, "
+        f"{z['size_bytes'] / 1e6:.1f} MB, {z['pyc_files']} .pyc, botocore bundled: {z['bundles_botocore']}), "
+        "unzipped; a fresh interpreter with only boto3, no bytecode written; the median of "
+        f"{cold['runs']} per function (`bench/cold_start.py`). Measured on this machine's CPU, not Lambda's.",
+        "",
+        "| function | handler | import | import + first answer | x import boto3 |",
+        "|---|---|---:|---:|---:|",
+        f"| import boto3 alone | | {fmt_ms(cold['boto3_import_ms'])} | | x1.0 |",
+    ]
+    for f in cold["functions"].values():
+        lines.append(
+            f"| {f['label']} | `{f['handler']}` | {fmt_ms(f['import_ms'])} | {fmt_ms(f['first_answer_ms'])} | "
+            f"x{f['x_boto3']:.1f} |"
+        )
+    lines += ["", "![cold start](cold-start.png)", ""]
     return lines
 
 
@@ -439,11 +864,14 @@ def _md_knee(knee: dict[str, Any] | None) -> list[str]:
     lines = [
         "## 4. Knee: the rate stepped up",
         "",
-        f"Steps of {knee['step_seconds']:g} s, open loop, until p99 > {knee['p99_limit_ms']:g} ms or any request "
-        "fails; the declines drain between steps.",
+        f"Steps of {knee['step_seconds']:g} s, open loop, each on a fresh stack, until a step misses one of the "
+        f"load profile's criteria: every request 200, p99 <= {knee['p99_limit_ms']:g} ms, the declines drained "
+        f"within {knee.get('drain_limit_seconds', 5):g} s of the last answer, at most "
+        f"{knee.get('backlog_limit_seconds', 2):g} s of arrivals PENDING when the load ended, every invariant.",
         "",
-        "| rate | requests | achieved | throughput | success | p50 | p99 | max | drain | invariants | held |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| rate | requests | achieved | throughput | success | p50 | p99 | max | drain | PENDING at end | "
+        "CPU/booking | invariants | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in knee["steps"]:
         d = s["drain"]
@@ -451,8 +879,15 @@ def _md_knee(knee: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"| {s['spec']['rate']:g}/s | {s['requests']} | {s['rate']:.1f}/s | {s['throughput']:.1f}/s | "
             f"{s['success_ratio']:.2%} | {fmt_ms(s['latency'].get('p50'))} | {fmt_ms(s['latency'].get('p99'))} | "
-            f"{fmt_ms(s['latency'].get('max'))} | {drain} | "
-            f"{'ok' if s['invariants']['ok'] else 'VIOLATED'} | {'yes' if s['held'] else '**no**'} |"
+            f"{fmt_ms(s['latency'].get('max'))} | {drain} | {d.get('pending_when_load_ended')} | "
+            f"{((s.get('cpu') or {}).get('per_booking') or {}).get('total_ms', math.nan):.1f} ms | "
+            f"{'ok' if s['invariants']['ok'] else 'VIOLATED'} | "
+            + (
+                "yes"
+                if s["held"]
+                else "**no** (" + ", ".join(k for k, v in s.get("criteria", {}).items() if not v) + ")"
+            )
+            + " |"
         )
     held = knee["highest_rate_held"]
     lines += ["", f"Highest rate that held: **{f'{held:g} req/s' if held else 'none'}**.", ""]

@@ -31,12 +31,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 Stack = StackProcess
 
 
-def start_stack(workdir: Path, pollers: int | None = None) -> Stack:
+def start_stack(workdir: Path, pollers: int | None = None, batching_window: float | None = None) -> Stack:
     """Starts a stack on free ports with in-memory data; returns once it has written its endpoints.
 
-    ``pollers`` overrides the stack's number of queue pollers.
+    ``pollers`` and ``batching_window`` override the stack's queue pollers and their batching window.
     """
-    args = ("--pollers", str(pollers)) if pollers else ()
+    args: list[str] = []
+    if pollers:
+        args += ["--pollers", str(pollers)]
+    if batching_window is not None:
+        args += ["--batching-window", f"{batching_window:g}"]
     return start_stack_process(workdir, args=args, env=clean_env())
 
 

@@ -53,6 +53,10 @@ STOP_TIMEOUT_SECONDS = 5.0
 # Lambda runs at least two batches of an SQS source at once (its lowest maximum
 # concurrency); more would mostly compete for this machine's cores with the emulator.
 DEFAULT_POLLERS = 2
+# After a batch of fewer than ten, a poller waits this long before receiving again (Lambda's
+# MaximumBatchingWindowInSeconds): declines arriving one by one at a few hundred a second
+# then come ten to a call instead of one or two, and the poll costs the emulator a tenth.
+DEFAULT_BATCHING_WINDOW_SECONDS = 0.1
 
 # Credentials nobody could mistake for real ones; the emulator accepts anything.
 DUMMY_AWS = {
@@ -152,7 +156,8 @@ class Options:
     in_memory: bool = False
     ready_file: Path | None = None
     retry_delay: int = 1
-    pollers: int = 2
+    pollers: int = DEFAULT_POLLERS
+    batching_window: float = DEFAULT_BATCHING_WINDOW_SECONDS
 
 
 @dataclass
@@ -186,6 +191,7 @@ class LocalStack:
         self._api: Child | None = None
         self._worker_stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._pollers: list[Any] = []
         self._data_lock: IO[str] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -243,6 +249,14 @@ class LocalStack:
         self._worker_stop.set()
         for thread in self._workers:
             thread.join(STOP_TIMEOUT_SECONDS * 2)
+        for poller in self._pollers:
+            if poller.batches:
+                log.info(
+                    "pollers handed over %d messages in %d batches (%.1f a batch)",
+                    poller.messages,
+                    poller.batches,
+                    poller.messages / poller.batches,
+                )
         if self._emulator is not None and self._emulator.stop() not in (0, -signal.SIGTERM):
             log.warning("MiniStack did not stop cleanly; its log:\n%s", self._emulator.log_tail())
         if self._scratch_state is not None:
@@ -361,18 +375,21 @@ class LocalStack:
                 getattr(app_module, source.name),
                 function_name=f"{chalice_app.app_name}-{STAGE}-{source.name}",
                 batch_size=source.batch_size,
+                batching_window_seconds=self.options.batching_window,
                 retry_delay_seconds=self.options.retry_delay,
                 # As the deployed stages configure the function (.chalice/config.json).
                 timeout_seconds=30,
                 memory_limit_in_mb=256,
             )
+            self._pollers.append(poller)
             for _ in range(self.options.pollers):
                 self._workers.append(start_in_thread(poller, self._worker_stop))
             log.info(
-                "%s polls %s with %d pollers (retries after %d s)",
+                "%s polls %s with %d pollers (batching window %g s, retries after %d s)",
                 source.name,
                 queue,
                 self.options.pollers,
+                self.options.batching_window,
                 self.options.retry_delay,
             )
 
@@ -443,10 +460,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=DEFAULT_POLLERS,
         help=f"concurrent pollers per SQS handler, like Lambda's concurrent batches (default {DEFAULT_POLLERS})",
     )
+    parser.add_argument(
+        "--batching-window",
+        type=float,
+        default=DEFAULT_BATCHING_WINDOW_SECONDS,
+        help="seconds a poller waits after a batch of fewer than ten, like Lambda's "
+        f"MaximumBatchingWindowInSeconds (default {DEFAULT_BATCHING_WINDOW_SECONDS:g}; 0: receive again at once)",
+    )
     args = parser.parse_args(argv)
     if args.pollers < 1:
         parser.error("--pollers must be at least 1")
-    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay, args.pollers)
+    if args.batching_window < 0:
+        parser.error("--batching-window must not be negative")
+    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay, args.pollers, args.batching_window)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,9 +30,10 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     )
 
     assert run.returncode == 0, f"stderr:\n{run.stderr[-6000:]}"
-    for name in ("latest.json", "latest.md", "book-latency.png"):
+    for name in ("latest.json", "latest.md", "book-latency.png", "load-latency.png", "cold-start.png"):
         assert (out / name).stat().st_size > 0, name
-    assert (out / "book-latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for chart in ("book-latency.png", "load-latency.png", "cold-start.png"):
+        assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
     results = json.loads((out / "latest.json").read_text())
     assert "error" not in results
     assert results["smoke"] is True
@@ -47,6 +48,13 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
             assert size[impl]["calls_as_expected"], (size[impl]["calls_per_booking"], size[impl]["calls_expected"])
     assert sizes[1]["ours"]["calls_per_booking"] == {"TransactWriteItems": 1, "Query": 1, "SendMessageBatch": 1}
     assert sizes[1]["baseline"]["calls_total_per_booking"] == 11  # N + 1
+    # ... and the same on the AWS latency model, next to the physical limit.
+    model = results["book_latency_model"]["sizes"]
+    assert [s["applications"] for s in model] == [1, 10]
+    for size in model:
+        assert size["ours"]["calls_as_expected"] and size["baseline"]["calls_as_expected"], size
+        assert size["limit"]["p50"] > 0 and size["ours_to_limit_p50"] > 0
+    assert results["yardstick"]["cpu_ms"] > 0 and results["yardstick"]["emulator_ms"] > 0
 
     # 2. Every request booked its job, every decline landed, nothing was lost.
     load = results["http_load"]
@@ -73,6 +81,13 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     steps = results["knee"]["steps"]
     assert steps and all(step["invariants"]["ok"] for step in steps)
 
+    # 5. Every function of the package answered its first event in a fresh interpreter.
+    cold = results["cold_start"]
+    assert cold["boto3_import_ms"] > 0
+    assert set(cold["functions"]) == {"api", "authorizer", "worker"}
+    assert all(f["first_answer_ms"] > 0 for f in cold["functions"].values())
+
     summary = (out / "latest.md").read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## Targets"):
+    for heading in ("## 1.", "## 1b.", "## 2.", "## 3.", "## 4.", "## 5.", "## Targets", "## Yardstick"):
         assert heading in summary
+    assert not (out / "history.jsonl").exists()  # a smoke run leaves the history alone
