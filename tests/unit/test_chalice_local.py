@@ -69,3 +69,33 @@ def test_a_method_it_has_no_handler_for_gets_our_405_not_a_501_page() -> None:
         server.server.server_close()
         if not had_fallback:
             del ChaliceRequestHandler.__getattr__
+
+
+def test_each_response_leaves_in_one_write_and_only_errors_print_an_access_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ChaliceRequestHandler, "wbufsize", 0)
+    monkeypatch.setattr(ChaliceRequestHandler, "log_request", ChaliceRequestHandler.log_request)
+    chalice_local.one_write_per_response()
+    chalice_local.access_lines_for_errors_only()
+    lines: list[str] = []
+    monkeypatch.setattr(ChaliceRequestHandler, "log_message", lambda self, fmt, *args: lines.append(fmt % args))
+    app = Chalice("probe")
+    app.route("/")(lambda: {"ok": True})
+    server = LocalDevServer(app, Config(), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = HTTPConnection("127.0.0.1", server.server.server_address[1], timeout=5)
+        for _ in range(2):  # the buffer is flushed after each request on a kept-alive connection
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read()) == {"ok": True}
+        conn.request("GET", "/missing")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 403
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    assert len(lines) == 1 and "/missing" in lines[0] and "403" in lines[0]
