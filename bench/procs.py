@@ -19,7 +19,16 @@ from typing import Any
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PLUMBING = ("(threading.py)", "(socketserver.py)", "(<frozen runpy>)", "(http/server.py)")
-_IDLE_LEAVES = ("select (selectors", "wait (threading", "_wait_for_tstate_lock", "sleep (", "accept (socket")
+# Leaves where a thread waits (for a lock, a timer, a peer's answer): left out of the busy samples.
+_IDLE_LEAVES = (
+    "select (selectors",
+    "wait (threading",
+    "_wait_for_tstate_lock",
+    "sleep (",
+    "accept (socket",
+    "readinto (socket",
+    "do_poll (urllib3",
+)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -32,10 +41,16 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def cpu_seconds(pid: int) -> float | None:
+    times = cpu_times(pid)
+    return None if times is None else sum(times)
+
+
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process so far."""
     fields = _stat(pid)
     if fields is None:
         return None
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+    return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
 def children(pid: int) -> list[int]:
@@ -68,22 +83,28 @@ class CpuMeter:
 
     def __init__(self, processes: dict[str, int]) -> None:
         self._processes = processes
-        self._start: dict[str, float | None] = {}
+        self._start: dict[str, tuple[float, float] | None] = {}
         self._t0 = 0.0
 
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._start = {name: cpu_seconds(pid) for name, pid in self._processes.items()}
+        self._start = {name: cpu_times(pid) for name, pid in self._processes.items()}
 
     def stop(self) -> dict[str, Any]:
+        """What each process used since ``start`` (may be called more than once)."""
         elapsed = time.monotonic() - self._t0
         out: dict[str, Any] = {"seconds": elapsed, "processes": {}}
         for name, pid in self._processes.items():
-            before, after = self._start.get(name), cpu_seconds(pid)
+            before, after = self._start.get(name), cpu_times(pid)
             if before is None or after is None:
                 continue
-            used = after - before
-            out["processes"][name] = {"cpu_seconds": used, "cores": used / elapsed if elapsed else 0.0}
+            user, system = after[0] - before[0], after[1] - before[1]
+            out["processes"][name] = {
+                "cpu_seconds": user + system,
+                "user_seconds": user,
+                "system_seconds": system,
+                "cores": (user + system) / elapsed if elapsed else 0.0,
+            }
         return out
 
 
@@ -110,7 +131,9 @@ class Profiler:
         for name, pid in self._processes.items():
             path = self._out_dir / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.txt"
             cmd = [tool, "record", "-p", str(pid), "-d", str(self._seconds), "-r", str(self._rate)]
-            cmd += ["--nonblocking", "-f", "raw", "-o", str(path)]
+            # --gil: only the thread holding the interpreter lock is sampled, so a profile shows
+            # where the CPU goes rather than where threads wait for the emulator or a socket.
+            cmd += ["--nonblocking", "--gil", "-f", "raw", "-o", str(path)]
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
             self._running[name] = (proc, path)
 
