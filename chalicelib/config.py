@@ -92,7 +92,9 @@ def get_settings() -> Settings:
         enqueue_max_attempts=_int("ENQUEUE_MAX_ATTEMPTS", 3) or 3,
         enqueue_backoff_seconds=(_int("ENQUEUE_BACKOFF_MS", 50) or 0) / 1000,
         enqueue_deadline_seconds=(_int("ENQUEUE_DEADLINE_MS", 500) or 0) / 1000,
-        enqueue_concurrency=_int("ENQUEUE_CONCURRENCY", 4) or 1,
+        # Ten batches in flight: a booking of up to 100 applications sends all its batches in one
+        # round; past that the client's CPU per batch, not SQS, bounds it (bench/README.md).
+        enqueue_concurrency=_int("ENQUEUE_CONCURRENCY", 10) or 1,
         sweep_delay_seconds=min(900, max(0, _int("SWEEP_DELAY_SECONDS", 30) or 0)),
         declines_dlq_url=os.environ.get("DECLINES_DLQ_URL") or None,
         client_connect_timeout_seconds=(_int("CLIENT_CONNECT_TIMEOUT_MS", 300) or 300) / 1000,
