@@ -137,6 +137,36 @@ def book(job_id: str) -> dict[str, Any]:
     }
 
 
+@app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=token_authorizer)
+@web.json_view
+def cancel_job(job_id: str) -> dict[str, Any]:
+    caller = _caller()
+    job_id = web.path_id(job_id, "jobId")
+    reason = web.cancel_request(_body())
+    append_keys(jobId=job_id)
+    return web.job_json(bootstrap.service().cancel(caller, job_id, reason).job)
+
+
+@app.route("/jobs/{job_id}/applications/{application_id}", methods=["GET"], authorizer=token_authorizer)
+@web.json_view
+def get_application(job_id: str, application_id: str) -> dict[str, Any]:
+    caller = _caller()
+    web.query_params(_request().query_params, allowed=set())
+    job_id, application_id = web.path_id(job_id, "jobId"), web.path_id(application_id, "applicationId")
+    append_keys(jobId=job_id, applicationId=application_id)
+    return web.application_json(bootstrap.service().get_application(caller, job_id, application_id))
+
+
+@app.route("/jobs/{job_id}/applications/{application_id}/withdraw", methods=["POST"], authorizer=token_authorizer)
+@web.json_view
+def withdraw_application(job_id: str, application_id: str) -> dict[str, Any]:
+    caller = _caller()
+    job_id, application_id = web.path_id(job_id, "jobId"), web.path_id(application_id, "applicationId")
+    web.empty_request(_body())
+    append_keys(jobId=job_id, applicationId=application_id)
+    return web.application_json(bootstrap.service().withdraw(caller, job_id, application_id).application)
+
+
 @app.route("/me/jobs", methods=["GET"], authorizer=token_authorizer)
 @web.json_view
 def my_jobs() -> dict[str, Any]:

@@ -23,7 +23,18 @@ from chalicelib.store import DynamoStore
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
 
-_TRACED = ("create_job", "get_job", "apply", "book", "decline", "sweep", "list_applications")
+_TRACED = (
+    "create_job",
+    "get_job",
+    "apply",
+    "book",
+    "cancel",
+    "withdraw",
+    "get_application",
+    "decline",
+    "sweep",
+    "list_applications",
+)
 
 
 def client_config() -> Config:

@@ -24,13 +24,15 @@ T = TypeVar("T")
 
 class JobStatus(StrEnum):
     OPEN = "OPEN"
-    CLOSED = "CLOSED"
+    CLOSED = "CLOSED"  # booked: one application ACCEPTED
+    CANCELLED = "CANCELLED"  # by its owner: none accepted
 
 
 class ApplicationStatus(StrEnum):
     PENDING = "PENDING"
     ACCEPTED = "ACCEPTED"
     DECLINED = "DECLINED"
+    WITHDRAWN = "WITHDRAWN"  # by the applicant; final (README "Withdrawing")
 
 
 class Role(StrEnum):
@@ -115,6 +117,12 @@ class Job:
     location: str | None = None
     accepted_application_id: str | None = None
     closed_at: str | None = None
+    cancelled_at: str | None = None
+    cancel_reason: str | None = None
+
+    def has_started(self, now: str) -> bool:
+        """Past its start: no application or booking any more (times sort as text)."""
+        return self.starts_at <= now
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,24 @@ class BookingResult:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class CancellationResult:
+    job: Job
+    declines_queued: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class WithdrawalResult:
+    application: Application
+    replayed: bool = False
+
+
 class DeclineOutcome(StrEnum):
     DECLINED = "declined"
     ALREADY_DECLINED = "already_declined"
     SKIPPED_ACCEPTED = "skipped_accepted"
+    SKIPPED_WITHDRAWN = "skipped_withdrawn"
     UNKNOWN_APPLICATION = "unknown_application"
 
 
@@ -199,6 +221,12 @@ class JobNotOpen(Conflict):
     code = "JOB_NOT_OPEN"
 
 
+class JobStarted(Conflict):
+    """The job's start time has passed: it takes no application and no booking."""
+
+    code = "JOB_STARTED"
+
+
 class ApplicationNotPending(Conflict):
     code = "APPLICATION_NOT_PENDING"
 
@@ -239,6 +267,15 @@ class BookingIncomplete(Unavailable):
     """
 
     code = "BOOKING_INCOMPLETE"
+
+
+class CancellationIncomplete(Unavailable):
+    """The cancellation is committed but reading the applications to decline failed.
+
+    Repeating the cancellation finishes it.
+    """
+
+    code = "CANCELLATION_INCOMPLETE"
 
 
 @dataclass

@@ -266,6 +266,17 @@ def application_message(body: Mapping[str, Any]) -> str | None:
     return text(body, "message", max_len=1000, multiline=True)
 
 
+def cancel_request(body: Mapping[str, Any]) -> str | None:
+    """``{reason?}``: free text for the applicants, at most 500 characters."""
+    only_fields(body, {"reason"})
+    return text(body, "reason", max_len=500, multiline=True)
+
+
+def empty_request(body: Mapping[str, Any]) -> None:
+    """A route that takes no fields (an empty body or ``{}``)."""
+    only_fields(body, set())
+
+
 def booking_request(body: Mapping[str, Any]) -> str:
     only_fields(body, {"applicationId"})
     app_id = body.get("applicationId")
@@ -299,6 +310,10 @@ def job_json(job: Job) -> dict[str, Any]:
         out["acceptedApplicationId"] = job.accepted_application_id
     if job.closed_at is not None:
         out["closedAt"] = job.closed_at
+    if job.cancelled_at is not None:
+        out["cancelledAt"] = job.cancelled_at
+    if job.cancel_reason is not None:
+        out["cancelReason"] = job.cancel_reason
     return out
 
 

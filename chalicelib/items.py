@@ -5,7 +5,8 @@ Only ``store.py`` uses this module (see README "Data model"):
   job          PK=JOB#<jobId>  SK=JOB
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
                GSI2 (overloaded) by owner: GSI2PK=USER#<owner>       GSI2SK=JOB#<jobId>
-               GSI3 openJobs, while OPEN:  GSI3PK=JOBS#OPEN#<shard>  GSI3SK=JOB#<jobId>
+  listing      PK=JOB#<jobId>  SK=LISTING  (a copy of the job while OPEN; expiresAt = startsAt: TTL)
+               GSI3 openJobs:              GSI3PK=JOBS#OPEN#<shard>  GSI3SK=JOB#<jobId>
   application  PK=JOB#<jobId>  SK=APPLICATION#<applicationId>
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=APPLICATION#<applicationId>
                GSI2 by applicant:          GSI2PK=APPLICANT#<user>   GSI2SK=APPLICATION#<applicationId>
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +41,7 @@ OPEN_PARTITION_PREFIX = "JOBS#OPEN#"
 # Changing it moves jobs between shards: re-key the open jobs first (README "Data model").
 OPEN_JOB_SHARDS = 8
 JOB_SORT = "JOB"
+LISTING_SORT = "LISTING"
 APPLICATION_PREFIX = "APPLICATION#"
 JOB_PREFIX = "JOB#"
 
@@ -95,10 +98,14 @@ def application_key(job_id: str, application_id: str) -> dict[str, Any]:
     return key(job_partition(job_id), application_sort(application_id))
 
 
+def listing_key(job_id: str) -> dict[str, Any]:
+    return key(job_partition(job_id), LISTING_SORT)
+
+
 def open_listing_key(job_id: str) -> dict[str, Any]:
     """The full openJobs index key of a job's listing entry (an ExclusiveStartKey)."""
     return {
-        **job_key(job_id),
+        **listing_key(job_id),
         "GSI3PK": s(open_partition(open_shard(job_id))),
         "GSI3SK": s(job_sort(job_id)),
     }
@@ -141,10 +148,28 @@ def job_item(job: Job) -> dict[str, Any]:
         "description": job.description,
         "hourlyRate": job.hourly_rate,
         "location": job.location,
+        "acceptedApplicationId": job.accepted_application_id,
+        "closedAt": job.closed_at,
+        "cancelledAt": job.cancelled_at,
+        "cancelReason": job.cancel_reason,
     }
-    if job.status is JobStatus.OPEN:
-        item["GSI3PK"] = open_partition(open_shard(job.job_id))
-        item["GSI3SK"] = job_sort(job.job_id)
+    return item
+
+
+def listing_item(job: Job) -> dict[str, Any]:
+    """The job's entry in openJobs, written with it and deleted when it closes or is cancelled.
+
+    A separate item, so that TTL can drop it once the job starts (``expiresAt``)
+    while the job itself stays; reads filter out what TTL has not deleted yet.
+    """
+    item = {k: v for k, v in job_item(job).items() if not k.startswith("GSI")}
+    item.update(
+        SK=LISTING_SORT,
+        type="JOB_LISTING",
+        GSI3PK=open_partition(open_shard(job.job_id)),
+        GSI3SK=job_sort(job.job_id),
+        expiresAt=int(datetime.fromisoformat(job.starts_at).timestamp()),
+    )
     return item
 
 
@@ -163,6 +188,8 @@ def job_from(item: dict[str, Any]) -> Job:
         location=item.get("location"),
         accepted_application_id=item.get("acceptedApplicationId"),
         closed_at=item.get("closedAt"),
+        cancelled_at=item.get("cancelledAt"),
+        cancel_reason=item.get("cancelReason"),
     )
 
 

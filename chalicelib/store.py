@@ -8,35 +8,28 @@ first pass.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib import items as it
 from chalicelib.domain import (
     AlreadyApplied,
     Application,
-    ApplicationNotFound,
-    ApplicationNotPending,
     ApplicationStatus,
     ConcurrentUpdate,
-    DeclineOutcome,
-    Forbidden,
     IdempotencyKeyReused,
     Job,
     JobNotFound,
-    JobNotOpen,
     JobStatus,
     Page,
     is_valid_id,
 )
-from chalicelib.dynamo import Cancelled, Table, error_code, failed, invalid_cursor, reason_at
+from chalicelib.dynamo import Cancelled, Table, failed, invalid_cursor, reason_at
 from chalicelib.shards import EXHAUSTED, merge_newest_first
+from chalicelib.transitions import Transitions, refuse_not_open
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -45,7 +38,7 @@ _serialize = it.serialize
 _deserialize = it.deserialize
 
 
-class DynamoStore:
+class DynamoStore(Transitions):
     """Reads and writes jobs and applications in one table."""
 
     def __init__(self, client: Any, table_name: str, query_page_size: int | None = None) -> None:
@@ -58,25 +51,32 @@ class DynamoStore:
     # ----------------------------------------------------------------- jobs
 
     def put_job(self, job: Job) -> None:
-        """Writes a new job. A botocore retry of a put that had committed finds its own item."""
-        item = _serialize(it.job_item(job))
+        """Writes a new job and its listing entry. A botocore retry of a write that had committed finds its own item."""
         try:
-            self._t.api_call(
-                "put_item",
-                TableName=self._table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(PK)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item") or self._t.get(it.job_key(job.job_id))
+            # The token makes DynamoDB answer a retried, committed call with success.
+            self._t.transact([self._new_job_put(job), self._listing_put(job)], token=job.job_id)
+        except Cancelled as cancelled:
+            reason = reason_at(cancelled.reasons, 0)
+            old = (reason.get("Item") or self._t.get(it.job_key(job.job_id))) if failed(reason) else None
             # A fresh ULID cannot collide with another job: an item with our id and
             # creation time is ours (numbers come back normalised, so not the whole item).
-            if not old or any(old.get(k) != item[k] for k in ("jobId", "owner", "createdAt")):
-                raise
+            mine = _serialize(it.job_item(job))
+            if not old or any(old.get(k) != mine[k] for k in ("jobId", "owner", "createdAt")):
+                raise ConcurrentUpdate("The request collided with another; retry.") from None
         # An item equal to ours: the first attempt committed, the retry is the same write.
+
+    def _new_job_put(self, job: Job) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _serialize(it.job_item(job)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _listing_put(self, job: Job) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": _serialize(it.listing_item(job))}}
 
     def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str | None:
         """Writes the job and binds the owner's idempotency key to it, atomically.
@@ -96,16 +96,9 @@ class DynamoStore:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
-        job_put = {
-            "Put": {
-                "TableName": self._table,
-                "Item": _serialize(it.job_item(job)),
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }
-        }
         try:
             # The token makes DynamoDB answer a retried, committed call with success.
-            self._t.transact([key_item, job_put], token=job.job_id)
+            self._t.transact([key_item, self._new_job_put(job), self._listing_put(job)], token=job.job_id)
             return None
         except Cancelled as cancelled:
             if not failed(cancelled.reasons[0]):
@@ -122,21 +115,27 @@ class DynamoStore:
         item = self._t.get(it.job_key(job_id))
         return it.job_from(_deserialize(item)) if item else None
 
-    def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]:
-        """OPEN jobs, newest first, merged from every shard of the ``openJobs`` index."""
-        page = merge_newest_first(
-            _open_positions(cursor), it.OPEN_JOB_SHARDS, limit, self._open_shard_page, self._map_parallel
-        )
+    def list_open_jobs(self, limit: int, cursor: dict | None, now: str) -> Page[Job]:
+        """OPEN jobs not started by ``now``, newest first, merged from every shard of ``openJobs``."""
+
+        def fetch(shard: int, after: str | None, count: int) -> tuple[list[tuple[str, Job]], str | None]:
+            return self._open_shard_page(shard, after, count, now)
+
+        page = merge_newest_first(_open_positions(cursor), it.OPEN_JOB_SHARDS, limit, fetch, self._map_parallel)
         if page.cursor is None:
             return Page(items=page.items)
         return Page(items=page.items, cursor={"shards": {str(n): p for n, p in sorted(page.cursor.items())}})
 
-    def _open_shard_page(self, shard: int, after: str | None, limit: int) -> tuple[list[tuple[str, Job]], str | None]:
+    def _open_shard_page(
+        self, shard: int, after: str | None, limit: int, now: str
+    ) -> tuple[list[tuple[str, Job]], str | None]:
         params: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": it.OPEN_JOBS_INDEX,
             "KeyConditionExpression": "GSI3PK = :pk",
-            "ExpressionAttributeValues": {":pk": _s(it.open_partition(shard))},
+            # A job leaves the listing when it starts: hidden here at once, deleted by TTL later.
+            "FilterExpression": "startsAt > :now",
+            "ExpressionAttributeValues": {":pk": _s(it.open_partition(shard)), ":now": _s(now)},
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -169,7 +168,8 @@ class DynamoStore:
     # --------------------------------------------------------- applications
 
     def add_application(self, job: Job, app: Application) -> None:
-        """Writes the application only while the job is OPEN and once per nanny."""
+        """Writes the application only while the job is OPEN and not started, and once per nanny."""
+        now = app.created_at
         try:
             self._t.transact(
                 [
@@ -177,9 +177,11 @@ class DynamoStore:
                         "ConditionCheck": {
                             "TableName": self._table,
                             "Key": it.job_key(job.job_id),
-                            "ConditionExpression": "#status = :open",
+                            # Checked in the write, not only by the read before it: a late request cannot slip in.
+                            "ConditionExpression": "#status = :open AND startsAt > :now",
                             "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":open": _s(JobStatus.OPEN.value)},
+                            "ExpressionAttributeValues": {":open": _s(JobStatus.OPEN.value), ":now": _s(now)},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
@@ -207,10 +209,17 @@ class DynamoStore:
                 if guard and guard.get("applicationId", {}).get("S") == app.application_id:
                     return  # our own write, committed by an attempt whose answer was lost
             if failed(job_reason):
-                raise JobNotOpen("The job is not open for applications.") from None
+                old = job_reason.get("Item") or self._t.get(it.job_key(job.job_id))
+                if not old:
+                    raise JobNotFound("Job not found.") from None
+                refuse_not_open(it.job_from(_deserialize(old)), now, "applications")
             if failed(guard_reason):
                 raise AlreadyApplied("You have already applied to this job.") from None
             raise ConcurrentUpdate("The job changed while applying; retry.") from None
+
+    def get_application(self, job_id: str, application_id: str) -> Application | None:
+        item = self._t.get(it.application_key(job_id, application_id))
+        return it.application_from(_deserialize(item)) if item else None
 
     def list_applications(self, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
         return self._t.page(
@@ -270,121 +279,21 @@ class DynamoStore:
         return job, pending
 
     def closed_jobs(self, page_size: int = 500) -> Iterator[Job]:
-        """Every CLOSED job, by a filtered scan: for operations tools, not request paths."""
+        """Every CLOSED or CANCELLED job (none may keep a PENDING application), by a filtered
+        scan: for operations tools, not request paths."""
         params: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "#type = :job AND #status = :closed",
+            "FilterExpression": "#type = :job AND #status IN (:closed, :cancelled)",
             "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
-            "ExpressionAttributeValues": {":job": _s("JOB"), ":closed": _s(JobStatus.CLOSED.value)},
+            "ExpressionAttributeValues": {
+                ":job": _s("JOB"),
+                ":closed": _s(JobStatus.CLOSED.value),
+                ":cancelled": _s(JobStatus.CANCELLED.value),
+            },
             "Limit": page_size,
         }
         for raw in self._t.read_all_pages("scan", params):
             yield it.job_from(_deserialize(raw))
-
-    # -------------------------------------------------------------- booking
-
-    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None:
-        """Closes the job and accepts the application in one transaction.
-
-        Returns None when this call committed, or the job as stored when the same
-        booking had already committed (a replay); raises on any other refusal.
-        """
-        token = hashlib.sha256(f"book:{job_id}:{application_id}:{now}".encode()).hexdigest()[:36]
-        try:
-            self._t.transact(
-                [
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": it.job_key(job_id),
-                            "ConditionExpression": "attribute_exists(PK) AND #owner = :owner AND #status = :open",
-                            "UpdateExpression": (
-                                "SET #status = :closed, acceptedApplicationId = :app, closedAt = :now "
-                                "REMOVE GSI3PK, GSI3SK"
-                            ),
-                            "ExpressionAttributeNames": {"#status": "status", "#owner": "owner"},
-                            "ExpressionAttributeValues": {
-                                ":owner": _s(owner),
-                                ":open": _s(JobStatus.OPEN.value),
-                                ":closed": _s(JobStatus.CLOSED.value),
-                                ":app": _s(application_id),
-                                ":now": _s(now),
-                            },
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": it.application_key(job_id, application_id),
-                            "ConditionExpression": "attribute_exists(PK) AND #status = :pending",
-                            "UpdateExpression": "SET #status = :accepted, updatedAt = :now",
-                            "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {
-                                ":pending": _s(ApplicationStatus.PENDING.value),
-                                ":accepted": _s(ApplicationStatus.ACCEPTED.value),
-                                ":now": _s(now),
-                            },
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                ],
-                token=token,
-            )
-        except Cancelled as cancelled:
-            return self._explain_booking_failure(cancelled.reasons, owner, job_id, application_id)
-        return None
-
-    def _explain_booking_failure(
-        self, reasons: list[dict[str, Any]], owner: str, job_id: str, application_id: str
-    ) -> Job:
-        job_reason, app_reason = reason_at(reasons, 0), reason_at(reasons, 1)
-        if failed(job_reason):
-            old = job_reason.get("Item") or self._t.get(it.job_key(job_id))
-            if not old:
-                raise JobNotFound("Job not found.")
-            job = it.job_from(_deserialize(old))
-            if job.owner != owner:
-                raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
-            if job.accepted_application_id == application_id:
-                return job  # the same booking again: the caller finishes the declines
-            raise JobNotOpen("The job is already booked.", acceptedApplicationId=job.accepted_application_id)
-        if failed(app_reason):
-            if not app_reason.get("Item"):
-                raise ApplicationNotFound("Application not found for this job.")
-            raise ApplicationNotPending("The application is no longer pending.")
-        raise ConcurrentUpdate("The job changed during booking; retry.")
-
-    # -------------------------------------------------------------- declines
-
-    def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome:
-        key = it.application_key(job_id, application_id)
-        try:
-            self._t.api_call(
-                "update_item",
-                TableName=self._table,
-                Key=key,
-                ConditionExpression="#status = :pending",
-                UpdateExpression="SET #status = :declined, updatedAt = :now",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":pending": _s(ApplicationStatus.PENDING.value),
-                    ":declined": _s(ApplicationStatus.DECLINED.value),
-                    ":now": _s(now),
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item")  # ALL_OLD: none means the application does not exist
-            if not old:
-                return DeclineOutcome.UNKNOWN_APPLICATION
-            status = old.get("status", {}).get("S")
-            if status == ApplicationStatus.ACCEPTED.value:
-                return DeclineOutcome.SKIPPED_ACCEPTED
-            return DeclineOutcome.ALREADY_DECLINED
-        return DeclineOutcome.DECLINED
 
 
 def _converter(entity_from: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:

@@ -11,19 +11,28 @@ CALLERS: dict[str, tuple[str, str] | None] = {
     "owner": ("olivia", "parent"),
     "other parent": ("peter", "parent"),
     "nanny": ("nina", "nanny"),
+    "applicant": ("zara", "nanny"),  # the nanny whose application is {app}
     "nobody": None,
 }
 
-# route -> expected status per caller
+
+def _row(owner: int, other_parent: int, nanny: int, applicant: int, nobody: int) -> dict[str, int]:
+    return {"owner": owner, "other parent": other_parent, "nanny": nanny, "applicant": applicant, "nobody": nobody}
+
+
+# route -> expected status per caller: owner, other parent, nanny, applicant, nobody
 MATRIX: dict[str, dict[str, int]] = {
-    "POST /jobs": {"owner": 201, "other parent": 201, "nanny": 403, "nobody": 401},
-    "GET /jobs": {"owner": 200, "other parent": 200, "nanny": 200, "nobody": 401},
-    "GET /jobs/{job}": {"owner": 200, "other parent": 200, "nanny": 200, "nobody": 401},
-    "POST /jobs/{job}/applications": {"owner": 403, "other parent": 403, "nanny": 201, "nobody": 401},
-    "GET /jobs/{job}/applications": {"owner": 200, "other parent": 403, "nanny": 403, "nobody": 401},
-    "POST /jobs/{job}/book": {"owner": 200, "other parent": 403, "nanny": 403, "nobody": 401},
-    "GET /me/jobs": {"owner": 200, "other parent": 200, "nanny": 200, "nobody": 401},
-    "GET /me/applications": {"owner": 200, "other parent": 200, "nanny": 200, "nobody": 401},
+    "POST /jobs": _row(201, 201, 403, 403, 401),
+    "GET /jobs": _row(200, 200, 200, 200, 401),
+    "GET /jobs/{job}": _row(200, 200, 200, 200, 401),
+    "POST /jobs/{job}/applications": _row(403, 403, 201, 409, 401),
+    "GET /jobs/{job}/applications": _row(200, 403, 403, 403, 401),
+    "GET /jobs/{job}/applications/{app}": _row(200, 403, 403, 200, 401),
+    "POST /jobs/{job}/applications/{app}/withdraw": _row(403, 403, 403, 200, 401),
+    "POST /jobs/{job}/book": _row(200, 403, 403, 403, 401),
+    "POST /jobs/{job}/cancel": _row(200, 403, 403, 403, 401),
+    "GET /me/jobs": _row(200, 200, 200, 200, 401),
+    "GET /me/applications": _row(200, 200, 200, 200, 401),
 }
 
 
@@ -48,7 +57,7 @@ def test_role_route_ownership_matrix(api: Api, aws: Aws) -> None:
             if who:
                 kwargs.update(user=who[0], role=who[1])
             before = aws.snapshot()
-            reply = api.call(method, path.format(job=job["jobId"]), **kwargs)
+            reply = api.call(method, path.format(job=job["jobId"], app=app_id), **kwargs)
             if reply.status != status:
                 wrong.append(f"{caller} {route}: {reply.status} (wanted {status}) {reply.body}")
             if reply.status >= 400 and aws.snapshot() != before:

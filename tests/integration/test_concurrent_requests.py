@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from chalice.config import Config
 from chalice.local import LocalGateway
 
@@ -12,7 +13,13 @@ from app import app
 from tests.integration.conftest import Api, Aws, job_body
 
 
-def test_concurrent_requests_each_read_their_own_body_and_caller(api: Api, aws: Aws) -> None:
+def test_concurrent_requests_each_read_their_own_body_and_caller(
+    api: Api, aws: Aws, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["aws"] == "moto":
+        # Posting a job is a transaction (the job and its listing entry), and moto's
+        # TransactWriteItems deep-copies the table unguarded: concurrent ones crash it.
+        pytest.skip("moto's transactions are not thread-safe; MiniStack runs this")
     gateway = LocalGateway(app, Config(chalice_stage="test"))
     users = [f"user{i}" for i in range(60)]
 

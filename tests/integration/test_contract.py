@@ -25,7 +25,7 @@ def _spec_routes() -> set[tuple[str, str]]:
 
 
 def _app_routes() -> set[tuple[str, str]]:
-    to_camel = {"job_id": "jobId"}
+    to_camel = {"job_id": "jobId", "application_id": "applicationId"}
     found = set()
     for path, methods in app.routes.items():
         spec_path = re.sub(r"\{(\w+)\}", lambda m: "{" + to_camel.get(m.group(1), m.group(1)) + "}", path)
@@ -69,6 +69,64 @@ def test_real_responses_match_their_schemas(api: Api, aws: Aws) -> None:
     _check(booking.body, "Booking")
     _check(api.call("GET", f"/jobs/{job['jobId']}", user="alice").body, "Job")
     _check(api.book("alice", job["jobId"], "01HZZZZZZZZZZZZZZZZZZZZZZZ").body, "Error")
+    # the rest of a job's life
+    other = api.create_job("alice")
+    kept, leaving = api.apply("nina", other["jobId"]), api.apply("olga", other["jobId"])
+    _check(
+        api.call("GET", f"/jobs/{other['jobId']}/applications/{kept['applicationId']}", user="alice").body,
+        "Application",
+    )
+    withdrawn = api.call(
+        "POST", f"/jobs/{other['jobId']}/applications/{leaving['applicationId']}/withdraw", user="olga", role="nanny"
+    )
+    _check(withdrawn.body, "Application")
+    assert withdrawn.body["status"] == "WITHDRAWN"
+    cancelled = api.call("POST", f"/jobs/{other['jobId']}/cancel", user="alice", body={"reason": "Sorry"})
+    _check(cancelled.body, "Job")
+    assert (cancelled.body["status"], cancelled.body["cancelReason"]) == ("CANCELLED", "Sorry")
+
+
+NEW_OPERATIONS = {"cancelJob", "withdrawApplication", "getApplication"}
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    return {op["operationId"]: op for item in SPEC["paths"].values() for m, op in item.items() if m in METHODS}
+
+
+def test_every_operation_has_an_operation_id_and_json_schemas() -> None:
+    # What a generated client needs: a name per call, a schema per body.
+    count = sum(1 for item in SPEC["paths"].values() for m in item if m in METHODS)
+    operations = _operations()
+    assert len(operations) == count and set(operations) >= NEW_OPERATIONS
+    for op_id, op in operations.items():
+        body = op.get("requestBody", {}).get("content", {})
+        assert set(body) <= {"application/json"} and all("schema" in c for c in body.values()), op_id
+        for status, response in op["responses"].items():
+            if "$ref" not in response:
+                assert "schema" in response["content"]["application/json"], (op_id, status)
+
+
+def _examples() -> list[tuple[str, str, Any, Any]]:
+    found = []
+    for op_id, op in _operations().items():
+        for content in op.get("requestBody", {}).get("content", {}).values():
+            if "example" in content:
+                found.append((op_id, "request", content["schema"], content["example"]))
+        for status, response in op["responses"].items():
+            for content in response.get("content", {}).values():
+                if "example" in content:
+                    found.append((op_id, status, content["schema"], content["example"]))
+    return found
+
+
+def test_every_example_validates_against_its_schema() -> None:
+    examples = _examples()
+    for op_id in NEW_OPERATIONS:
+        assert {where for o, where, _, _ in examples if o == op_id} >= {"200"}, op_id
+    assert {o for o, where, _, _ in examples if where == "request"} >= {"cancelJob", "withdrawApplication"}
+    for op_id, where, schema, example in examples:
+        errors = [e.message for e in validator(schema, SPEC).iter_errors(example)]
+        assert not errors, (op_id, where, errors)
 
 
 @pytest.mark.parametrize("name", ["Job", "Application", "Booking", "Error"])

@@ -56,12 +56,26 @@ def _cases(w: dict[str, Any]) -> list[tuple[str, dict[str, Any], int, str]]:
         (f"POST /jobs/{job}/book", {"user": "alice", "body": {}}, 400, "INVALID_BODY"),
         (f"POST /jobs/{job}/book", {"user": "alice", "body": {"applicationId": "x#y"}}, 400, "INVALID_ID"),
         (f"POST /jobs/{job}/book", {"user": "alice", "body": {"applicationId": a1, "x": 1}}, 400, "UNKNOWN_FIELD"),
+        (f"POST /jobs/{job}/cancel", {"user": "alice", "body": {"why": "x"}}, 400, "UNKNOWN_FIELD"),
+        (f"POST /jobs/{job}/cancel", {"user": "alice", "body": {"reason": 5}}, 400, "INVALID_BODY"),
+        (f"POST /jobs/{job}/cancel", {"user": "alice", "body": {"reason": "r" * 501}}, 400, "INVALID_BODY"),
+        (f"POST /jobs/{job}/cancel", {"user": "alice", "raw": "[]"}, 400, "INVALID_BODY"),
+        ("POST /jobs/not-an-id/cancel", {"user": "alice", "body": {}}, 400, "INVALID_ID"),
+        (f"POST /jobs/{job}/applications/x/withdraw", {**nanny, "body": {}}, 400, "INVALID_ID"),
+        (f"POST /jobs/{job}/applications/{a1}/withdraw", {**nanny, "body": {"x": 1}}, 400, "UNKNOWN_FIELD"),
+        (f"GET /jobs/{job}/applications/{a1}%23x", {"user": "alice"}, 400, "INVALID_ID"),
         # 403: wrong role or not the owner
         ("POST /jobs", {**nanny, "body": job_body()}, 403, "ROLE_REQUIRED"),
         (f"POST /jobs/{job}/applications", {"user": "bob", "body": {}}, 403, "ROLE_REQUIRED"),
         (f"GET /jobs/{job}/applications", {"user": "bob"}, 403, "NOT_JOB_OWNER"),
         (f"POST /jobs/{job}/book", {"user": "bob", "body": {"applicationId": a1}}, 403, "NOT_JOB_OWNER"),
         (f"POST /jobs/{job}/book", {**nanny, "body": {"applicationId": a1}}, 403, "ROLE_REQUIRED"),
+        (f"POST /jobs/{job}/cancel", {"user": "bob", "body": {}}, 403, "NOT_JOB_OWNER"),
+        (f"POST /jobs/{job}/cancel", {**nanny, "body": {}}, 403, "ROLE_REQUIRED"),
+        (f"POST /jobs/{job}/applications/{a1}/withdraw", {"user": "alice", "body": {}}, 403, "ROLE_REQUIRED"),
+        (f"POST /jobs/{job}/applications/{w['a2']}/withdraw", {**nanny, "body": {}}, 403, "NOT_APPLICANT"),
+        (f"GET /jobs/{job}/applications/{a1}", {"user": "bob"}, 403, "NOT_APPLICANT"),
+        (f"GET /jobs/{job}/applications/{w['a2']}", nanny, 403, "NOT_APPLICANT"),
         # 404: unknown job or application, or an application of another job
         (f"GET /jobs/{BAD_ID}", {"user": "alice"}, 404, "JOB_NOT_FOUND"),
         (f"POST /jobs/{BAD_ID}/applications", {**nanny, "body": {}}, 404, "JOB_NOT_FOUND"),
@@ -69,6 +83,12 @@ def _cases(w: dict[str, Any]) -> list[tuple[str, dict[str, Any], int, str]]:
         (f"POST /jobs/{BAD_ID}/book", {"user": "alice", "body": {"applicationId": a1}}, 404, "JOB_NOT_FOUND"),
         (f"POST /jobs/{job}/book", {"user": "alice", "body": {"applicationId": BAD_ID}}, 404, "APPLICATION_NOT_FOUND"),
         (f"POST /jobs/{job}/book", {"user": "alice", "body": {"applicationId": b1}}, 404, "APPLICATION_NOT_FOUND"),
+        (f"POST /jobs/{BAD_ID}/cancel", {"user": "alice", "body": {}}, 404, "JOB_NOT_FOUND"),
+        (f"POST /jobs/{BAD_ID}/applications/{a1}/withdraw", {**nanny, "body": {}}, 404, "JOB_NOT_FOUND"),
+        (f"POST /jobs/{job}/applications/{BAD_ID}/withdraw", {**nanny, "body": {}}, 404, "APPLICATION_NOT_FOUND"),
+        (f"POST /jobs/{job}/applications/{b1}/withdraw", {**nanny, "body": {}}, 404, "APPLICATION_NOT_FOUND"),
+        (f"GET /jobs/{BAD_ID}/applications/{a1}", {"user": "alice"}, 404, "JOB_NOT_FOUND"),
+        (f"GET /jobs/{job}/applications/{b1}", {"user": "alice"}, 404, "APPLICATION_NOT_FOUND"),
         # 409: applying twice
         (f"POST /jobs/{job}/applications", {**nanny, "body": {}}, 409, "ALREADY_APPLIED"),
         # 415: not JSON
@@ -80,6 +100,8 @@ def _cases(w: dict[str, Any]) -> list[tuple[str, dict[str, Any], int, str]]:
         ),
         # 405: a method the route doesn't have
         (f"PUT /jobs/{job}/book", {"user": "alice", "body": {}}, 405, "METHOD_NOT_ALLOWED"),
+        (f"GET /jobs/{job}/cancel", {"user": "alice"}, 405, "METHOD_NOT_ALLOWED"),
+        (f"DELETE /jobs/{job}/applications/{a1}", {"user": "alice"}, 405, "METHOD_NOT_ALLOWED"),
     ]
 
 

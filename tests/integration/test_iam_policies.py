@@ -249,6 +249,20 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
     }
     assert statuses == {apps[0]: "ACCEPTED", **dict.fromkeys(apps[1:], "DECLINED")}
 
+    # The rest of a job's life: reading one application, withdrawing it, cancelling the job (and again).
+    _, other = call("POST", "/jobs", "alice", parent, job)
+    other_id = other["jobId"]
+    _, kept = call("POST", f"/jobs/{other_id}/applications", "nanny1", nanny, {})
+    _, leaving = call("POST", f"/jobs/{other_id}/applications", "nanny2", nanny, {})
+    assert call("GET", f"/jobs/{other_id}/applications/{kept['applicationId']}", "alice", parent)[0] == 200
+    assert call("GET", f"/jobs/{other_id}/applications/{kept['applicationId']}", "nanny2", nanny)[0] == 403
+    withdraw = f"/jobs/{other_id}/applications/{leaving['applicationId']}/withdraw"
+    assert call("POST", withdraw, "nanny2", nanny, {})[0] == 200
+    assert call("POST", withdraw, "nanny1", nanny, {})[0] == 403
+    assert call("POST", f"/jobs/{other_id}/cancel", "alice", parent, {"reason": "plans changed"})[0] == 200
+    assert call("POST", f"/jobs/{other_id}/cancel", "alice", parent, {})[0] == 200
+    assert call("POST", f"/jobs/{other_id}/cancel", "bob", parent, {})[0] == 403
+
 
 def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
     env = stage_environment(stage)
@@ -278,8 +292,8 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
     assert recorder.invocations["token_authorizer"] >= recorder.invocations["api_handler"] - 1 > 30
     assert recorder.invocations[WORKER_FUNCTION] >= 3
     assert recorder.operations("api_handler") == {
-        "dynamodb.PutItem",
         "dynamodb.Query",
+        "dynamodb.UpdateItem",
         "dynamodb.GetItem",
         "dynamodb.TransactWriteItems",
         "sqs.GetQueueUrl",
@@ -308,7 +322,7 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         for i in c.params["TransactItems"]
         for kind in i
     }
-    assert transact == {"ConditionCheck", "Put", "Update"}
+    assert transact == {"ConditionCheck", "Put", "Update", "Delete"}
     indexes = {c.params.get("IndexName") for c in recorder.calls["api_handler"] if c.operation == "Query"}
     assert indexes == {None, "jobApplications", "applicantApplications", "openJobs"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib import bootstrap
-from chalicelib.domain import Application, ApplicationStatus, JobNotOpen, new_id
+from chalicelib.domain import Application, ApplicationStatus, JobNotOpen, format_time, new_id, utc_now
 from chalicelib.store import DynamoStore
 from tests.integration.conftest import Api, Aws, run_worker
 from tools.lagging_index import LaggingIndex
@@ -145,7 +145,7 @@ def test_an_apply_that_read_the_job_open_is_refused_once_it_closed(api: Api, aws
     before = aws.snapshot()
 
     # When the application is written against that read
-    now = "2030-01-01T00:00:00.000Z"
+    now = format_time(utc_now())
     late = Application(new_id(), job_id, "olga", ApplicationStatus.PENDING, now, now)
     with pytest.raises(JobNotOpen):
         store.add_application(seen_open, late)
@@ -164,7 +164,7 @@ def test_a_booking_between_apply_s_read_and_its_write_wins(api: Api, aws: Aws) -
         if not booked and any(
             "Put" in i and "APPLICATION#" in i["Put"]["Item"]["SK"]["S"] for i in params["TransactItems"]
         ):
-            booked.append(other.close_job_and_accept("alice", job_id, first, "2030-01-01T00:00:00.000Z"))
+            booked.append(other.close_job_and_accept("alice", job_id, first, format_time(utc_now())))
 
     bootstrap.dynamodb_client().meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", book_first)
     reply = api.call("POST", f"/jobs/{job_id}/applications", user="olga", role="nanny", body={})

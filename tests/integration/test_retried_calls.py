@@ -40,13 +40,14 @@ def _resend(operation: str) -> ResendOnce:
     return hook
 
 
-@pytest.mark.parametrize("operation", ["PutItem"])
+@pytest.mark.parametrize("operation", ["TransactWriteItems"])
 def test_a_re_sent_job_creation_answers_201_with_one_job(api: Api, aws: Aws, operation: str) -> None:
     hook = _resend(operation)
     reply = api.call("POST", "/jobs", user="alice", body=job_body())
     assert hook.resent == 1
     assert reply.status == 201, reply.body
     assert [i["jobId"]["S"] for i in _items(aws, "JOB")] == [reply.body["jobId"]]
+    assert [i["jobId"]["S"] for i in _items(aws, "JOB_LISTING")] == [reply.body["jobId"]]
 
 
 def test_a_re_sent_application_answers_201_with_one_application(api: Api, aws: Aws) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
-from chalicelib.domain import DeclineOutcome
+from chalicelib.domain import DeclineOutcome, format_time, utc_now
 from tests.integration.conftest import Api, Aws, sqs_event
 
 
@@ -54,7 +54,7 @@ def test_a_decline_that_changes_nothing_tells_why_without_another_read(api: Api,
     accepted, other = (api.apply(f"nanny{i}", job["jobId"])["applicationId"] for i in range(2))
     assert api.book("alice", job["jobId"], accepted).status == 200
     store = bootstrap.store()
-    now = "2030-01-01T00:00:00.000Z"
+    now = format_time(utc_now())
     assert store.decline_application(job["jobId"], other, now) is DeclineOutcome.DECLINED
     calls: list[str] = []
     bootstrap.dynamodb_client().meta.events.register(

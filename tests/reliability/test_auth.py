@@ -170,6 +170,9 @@ def targets(stack: Stack) -> list[tuple[str, str, Any]]:
         ("POST", f"/jobs/{job_id}/applications", {}),
         ("GET", f"/jobs/{job_id}/applications", None),
         ("POST", f"/jobs/{job_id}/book", {"applicationId": app_id}),
+        ("POST", f"/jobs/{job_id}/cancel", {"reason": "r"}),
+        ("GET", f"/jobs/{job_id}/applications/{app_id}", None),
+        ("POST", f"/jobs/{job_id}/applications/{app_id}/withdraw", {}),
         ("GET", "/me/jobs", None),
         ("GET", "/me/applications", None),
     ]
@@ -190,7 +193,7 @@ def test_a_valid_token_gets_through_on_every_route(stack: Stack, targets: list[t
     """The control: the same requests with good tokens are admitted (so a 403 below means the token)."""
     parent, nanny = parent_token(unique("control")), nanny_token()
     for method, path, body in targets:
-        token = nanny if path.endswith("/applications") and method == "POST" else parent
+        token = nanny if (path.endswith(("/applications", "/withdraw")) and method == "POST") else parent
         status, reply = _send(stack, method, path, f"Bearer {token}", body)
         assert status < 500 and not (status in (401, 403) and "code" not in reply), (method, path, status, reply)
 

@@ -91,6 +91,7 @@ def test_refusals_match_the_spec_response_schemas(stack: Stack) -> None:
     job_id = stack.create_job(owner)["jobId"]
     app_id = stack.apply(nanny, job_id)["applicationId"]
     book = f"/jobs/{job_id}/book"
+    withdraw = f"/jobs/{job_id}/applications/{app_id}/withdraw"
     answers = [
         ("bookNanny", stack.call("POST", book, None, json={"applicationId": app_id})),  # 401, gateway
         ("bookNanny", stack.call("POST", book, "not-a-token", json={"applicationId": app_id})),  # 403, gateway
@@ -99,6 +100,15 @@ def test_refusals_match_the_spec_response_schemas(stack: Stack) -> None:
         ("listApplications", stack.call("GET", f"/jobs/{job_id}/applications", parent_token())),  # 403 NOT_JOB_OWNER
         ("applyToJob", stack.call("POST", f"/jobs/{job_id}/applications", owner, json={})),  # 403 ROLE_REQUIRED
         ("createJob", stack.call("POST", "/jobs", owner, data="x", headers={"Content-Type": "text/plain"})),  # 415
+        ("cancelJob", stack.call("POST", f"/jobs/{job_id}/cancel", parent_token(), json={})),  # 403 NOT_JOB_OWNER
+        ("cancelJob", stack.call("POST", f"/jobs/{job_id}/cancel", owner, json={"reason": 7})),  # 400
+        ("getApplication", stack.call("GET", f"/jobs/{job_id}/applications/{app_id}", nanny_token())),  # 403
+        ("withdrawApplication", stack.call("POST", withdraw, nanny_token(), json={})),  # 403 NOT_APPLICANT
+        ("withdrawApplication", stack.call("POST", withdraw, owner, json={})),  # 403 ROLE_REQUIRED
+        ("withdrawApplication", stack.call("POST", withdraw, nanny, json={})),  # 200
+        ("bookNanny", stack.call("POST", book, owner, json={"applicationId": app_id})),  # 409, withdrawn
+        ("cancelJob", stack.call("POST", f"/jobs/{job_id}/cancel", owner, json={})),  # 200
+        ("cancelJob", stack.call("POST", f"/jobs/{job_id}/cancel", owner, json={})),  # 200, a replay
     ]
     wrong = []
     for operation_id, resp in answers:
