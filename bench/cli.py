@@ -82,6 +82,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     g.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
     g.add_argument("--apps-per-job", type=int, default=5, help="applications per booked job (default 5)")
+    g.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="consecutive runs, each on a fresh stack (default 3; the first is charted)",
+    )
     g.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds (default 10)")
     g.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for the declines (default 60)")
     g = p.add_argument_group("3. decline worker throughput")
@@ -115,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.sizes, args.bookings, args.bookings_large = (1, 10), 2, 1
         args.model_concurrency = ()
-        args.rate, args.duration, args.apps_per_job = 10.0, 2.0, 3
+        args.rate, args.duration, args.apps_per_job, args.repeat = 10.0, 2.0, 3, 1
         args.backlog, args.worker_concurrency, args.sqs_backlog = 40, (1,), 20
         args.knee_rates, args.knee_step = (10.0, 20.0), 1.0
         args.cold_runs = 1
@@ -163,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"work files kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    runs = [results.get("http_load"), *(results.get("knee") or {}).get("steps", [])]
+    runs = [*(results.get("http_load_runs") or []), *(results.get("knee") or {}).get("steps", [])]
     broken = [r["label"] for r in runs if r and not r["invariants"]["ok"]]
     if broken:
         say(f"invariants violated in: {', '.join(broken)}")
@@ -221,8 +227,16 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
         spec = http_load.LoadSpec(
             args.rate, args.duration, args.apps_per_job, args.timeout, args.drain_timeout, profile_dir=profile_dir
         )
-        with fresh_stack("part2") as stack:
-            results["http_load"] = http_load.run_constant_rate(stack, spec, workdir / "load", "load", say)
+        runs = []
+        for i in range(max(1, args.repeat)):
+            label = "load" if i == 0 else f"load-{i + 1}"
+            with fresh_stack(f"part2-{i + 1}") as stack:
+                run = http_load.run_constant_rate(stack, spec, workdir / "load", label, say)
+            run["criteria"] = http_load.criteria(run, args.knee_p99_ms, args.knee_drain_s, args.knee_backlog_s)
+            runs.append(run)
+            spec = http_load.LoadSpec(**{**spec.__dict__, "profile_dir": None})  # profile the first run only
+        results["http_load"] = runs[0]
+        results["http_load_runs"] = [{k: v for k, v in r.items() if k not in ("raw", "profile")} for r in runs]
     if 3 in args.parts:
         say(f"part 3: decline worker throughput, backlog {args.backlog}")
         with fresh_stack("part3") as stack:

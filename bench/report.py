@@ -136,6 +136,21 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": inv["ok"] and not pending and all(v == 0 for v in load["queues_after"].values()),
             },
         ]
+        runs = results.get("http_load_runs") or []
+        if len(runs) > 1:
+            held = [all(r["criteria"].values()) for r in runs]
+            out.append(
+                {
+                    "target": f"the load profile's criteria held in {len(runs)} of {len(runs)} consecutive runs",
+                    "measured": f"{sum(held)} of {len(runs)}"
+                    + "".join(
+                        f"; run {i + 1}: " + ", ".join(k for k, v in r["criteria"].items() if not v)
+                        for i, r in enumerate(runs)
+                        if not all(r["criteria"].values())
+                    ),
+                    "met": all(held),
+                }
+            )
         per = (load.get("cpu") or {}).get("per_booking")
         if per:
             out.append(
@@ -258,6 +273,20 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             out["load"]["cpu_per_booking_in_cpu_yardsticks"] = _round((per.get("total_ms") or 0) / cpu_unit, 3)
         if call_unit:
             out["load"]["p99_in_emulator_yardsticks"] = _round((load["latency"].get("p99") or 0) / call_unit)
+    runs = results.get("http_load_runs") or []
+    if runs:
+        out["load_runs"] = [
+            {
+                "success": r["success_ratio"],
+                "p50_ms": _round(r["latency"].get("p50")),
+                "p99_ms": _round(r["latency"].get("p99")),
+                "drain_s": _round(r["drain"].get("drain_seconds"), 2),
+                "pending_at_load_end": r["drain"].get("pending_when_load_ended"),
+                "cpu_ms_per_booking": _round(((r.get("cpu") or {}).get("per_booking") or {}).get("total_ms")),
+                "held": all(r["criteria"].values()),
+            }
+            for r in runs
+        ]
     book = results.get("book_latency")
     if book:
         out["emulator_ratio_p50"] = {str(s["applications"]): _round(s["ratio_p50"]) for s in book["sizes"]}
@@ -508,6 +537,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _md_book(results.get("book_latency"))
     lines += _md_model(results.get("book_latency_model"))
     lines += _md_load(results.get("http_load"))
+    lines += _md_runs(results.get("http_load_runs"))
     lines += _md_worker(results.get("worker_throughput"))
     lines += _md_knee(results.get("knee"))
     lines += _md_cold(results.get("cold_start"))
@@ -828,6 +858,35 @@ def _md_cold(cold: dict[str, Any] | None) -> list[str]:
             f"x{f['x_boto3']:.1f} |"
         )
     lines += ["", "![cold start](cold-start.png)", ""]
+    return lines
+
+
+def _md_runs(runs: list[dict[str, Any]] | None) -> list[str]:
+    if not runs or len(runs) < 2:
+        return []
+    lines = [
+        f"### The load profile, {len(runs)} consecutive runs",
+        "",
+        "Each on a fresh stack, one after the other (the first is the one detailed above).",
+        "",
+        "| run | success | p50 | p99 | max | drain | PENDING at load end | CPU per booking | invariants | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for i, r in enumerate(runs, 1):
+        d = r["drain"]
+        per = ((r.get("cpu") or {}).get("per_booking") or {}).get("total_ms", math.nan)
+        missed = [k for k, v in r["criteria"].items() if not v]
+        lines.append(
+            f"| {i} | {r['success_ratio']:.2%} | {fmt_ms(r['latency'].get('p50'))} | {fmt_ms(r['latency'].get('p99'))} "
+            f"| {fmt_ms(r['latency'].get('max'))} | "
+            + (f"{d['drain_seconds']:.2f} s" if d.get("drained") else "no")
+            + f" | {d.get('pending_when_load_ended')} | {per:.1f} ms | "
+            + ("ok" if r["invariants"]["ok"] else "VIOLATED")
+            + " | "
+            + ("yes" if not missed else "**no** (" + ", ".join(missed) + ")")
+            + " |"
+        )
+    lines.append("")
     return lines
 
 
