@@ -10,9 +10,8 @@ from chalice import AuthResponse, Chalice, Response
 
 from chalicelib import bootstrap
 from chalicelib import http as web
-from chalicelib.auth import InvalidToken, caller_from_context, caller_to_context
+from chalicelib.callers import caller_from_context, caller_to_context
 from chalicelib.observability import PowertoolsMetrics, append_keys, flush_metrics, logger, start_invocation
-from chalicelib.worker import handle_decline_batch
 
 app = Chalice(app_name="babysitting-booking", configure_logs=False)
 
@@ -26,6 +25,10 @@ DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
 # admitted token is honoured until at most exp + leeway (5 s) + 60 s. README, Identity.
 @app.authorizer(ttl_seconds=60)
 def token_authorizer(auth_request: Any) -> AuthResponse:
+    # Here, not at the top: the API and worker functions import this module too, and
+    # only the authorizer needs PyJWT and cryptography (a cold start's worth of imports).
+    from chalicelib.auth import InvalidToken
+
     try:
         caller = bootstrap.verifier().verify(auth_request.token)
     except InvalidToken as exc:
@@ -188,6 +191,9 @@ def my_applications() -> dict[str, Any]:
 
 @app.on_sqs_message(queue=DECLINES_QUEUE_NAME, batch_size=10, maximum_concurrency=DECLINES_MAX_CONCURRENCY)
 def decline_worker(event: Any) -> dict[str, Any]:
+    # Here, not at the top: powertools' batch utilities are the worker's alone.
+    from chalicelib.worker import handle_decline_batch
+
     context = event.context
     start_invocation(getattr(context, "aws_request_id", None))
     try:

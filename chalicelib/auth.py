@@ -13,7 +13,10 @@ from typing import Any, Protocol
 import jwt
 from jwt import PyJWKSet
 
+from chalicelib.callers import caller_from_context, caller_to_context
 from chalicelib.domain import Caller, Role, is_valid_username
+
+__all__ = ["InvalidToken", "JwksSource", "TokenVerifier", "caller_from_context", "caller_to_context"]
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +207,3 @@ def _bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("not a bearer token")
     return token.strip()
-
-
-# The authorizer hands the caller to the views through API Gateway's context,
-# which only carries strings.
-def caller_to_context(caller: Caller) -> dict[str, str]:
-    return {"username": caller.username, "roles": ",".join(sorted(r.value for r in caller.roles))}
-
-
-def caller_from_context(context: dict[str, Any] | None) -> Caller | None:
-    if not context or not is_valid_username(context.get("username")):
-        return None
-    names = set(str(context.get("roles", "")).split(","))
-    return Caller(username=context["username"], roles=frozenset(r for r in Role if r.value in names))

@@ -7,18 +7,20 @@ container. ``reset`` forgets it all (tests), ``override`` injects fakes.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
-from chalicelib.auth import JwksSource, TokenVerifier
 from chalicelib.booking import BookingService
 from chalicelib.config import get_settings, reset_settings
 from chalicelib.declines import DeadLetters, SqsDeclinePublisher, cached_queue_url
 from chalicelib.observability import PowertoolsMetrics, traced
 from chalicelib.pagination import PageTokens
 from chalicelib.store import DynamoStore
+
+if TYPE_CHECKING:
+    from chalicelib.auth import TokenVerifier
 
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
@@ -125,6 +127,9 @@ def dead_letters() -> DeadLetters:
 
 
 def verifier() -> TokenVerifier:
+    # Imported on first use: only the authorizer verifies tokens (PyJWT, cryptography).
+    from chalicelib.auth import JwksSource, TokenVerifier
+
     def build() -> TokenVerifier:
         s = get_settings()
         keys = JwksSource(

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = "booking"
@@ -16,7 +16,6 @@ SERVICE = "booking"
 # The Chalice app is created with configure_logs=False and a different name, so
 # each line is printed once, as JSON.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
 
 # Modules under chalicelib log through the standard library; route them through
 # the same handler and formatter, so correlation ids and keys appear on their lines too.
@@ -64,5 +63,21 @@ def append_keys(**keys: Any) -> None:
     logger.append_keys(**{k: v for k, v in keys.items() if v is not None})
 
 
+_tracer: Any = None
+_tracer_lock = threading.Lock()
+
+
+def tracer() -> Any:
+    """The Tracer, created when the service is first wired: it imports the X-Ray SDK
+    (~0.1 s), which the authorizer and a request refused before any use case never need."""
+    global _tracer
+    with _tracer_lock:
+        if _tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            _tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+        return _tracer
+
+
 def traced(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return tracer.capture_method(fn)
+    return tracer().capture_method(fn)

@@ -1,0 +1,23 @@
+"""The caller the authorizer admitted, as it travels in API Gateway's authorizer context.
+
+Apart from chalicelib.auth so that the API function, which only reads the context,
+does not import PyJWT and cryptography on its cold start: only the authorizer verifies.
+The context only carries strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain import Caller, Role, is_valid_username
+
+
+def caller_to_context(caller: Caller) -> dict[str, str]:
+    return {"username": caller.username, "roles": ",".join(sorted(r.value for r in caller.roles))}
+
+
+def caller_from_context(context: dict[str, Any] | None) -> Caller | None:
+    if not context or not is_valid_username(context.get("username")):
+        return None
+    names = set(str(context.get("roles", "")).split(","))
+    return Caller(username=context["username"], roles=frozenset(r for r in Role if r.value in names))
