@@ -99,11 +99,12 @@ class DrainWatcher:
         if self._thread is not None:
             self._thread.join()
         deadline = time.time() + timeout
+        round_started = time.time()
         with ThreadPoolExecutor(CHECK_THREADS) as pool:
             results = pool.map(self._pending, list(chunked(self._remaining, BATCH_GET_LIMIT)))
             self._remaining = [k for chunk in results for k in chunk]
         first_round = len(self._remaining)
-        round_started = now = time.time()
+        now = time.time()
         while self._remaining:
             if now > deadline:
                 return {

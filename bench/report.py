@@ -597,7 +597,14 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"Part 4: at {knee['first_rate_failed']:g} req/s p99 was {fmt_ms(failed['latency'].get('p99'))} with "
             f"{failed['success_ratio']:.2%} success; the declines took "
             + (f"{failed['drain']['drain_seconds']:.1f} s" if failed["drain"].get("drained") else "too long")
-            + " to drain."
+            + f" to drain, {failed['drain'].get('pending_when_load_ended')} PENDING when the load ended. Cores used "
+            "during the load: "
+            + ", ".join(
+                f"{name.split(' (')[0]} {used['cores']:.2f}"
+                for name, used in (failed.get("cpu") or {}).get("processes", {}).items()
+                if "cores" in used
+            )
+            + "."
         )
     return out
 
