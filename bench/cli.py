@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "argv": list(sys.argv[1:] if argv is None else argv),
         "smoke": args.smoke,
         "machine": report.machine(),
+        "commit": report.head_commit(),  # the code measured, before anyone commits during the run
         "notes": [],
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))

@@ -247,7 +247,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "date": results["started_at"],
         "argv": results["argv"],
-        "commit": _commit(),
+        "commit": results.get("commit") or head_commit(),
         "machine": {"cores": m.get("cores"), "cpu": m.get("cpu"), "load_average": m.get("load_average")},
         "load_average_end": results.get("load_average_end"),
         "yardstick": yard,
@@ -321,7 +321,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _commit() -> str | None:
+def head_commit() -> str | None:
     import subprocess
 
     try:
