@@ -54,7 +54,7 @@ class ReconcileReport:
 
     def summary(self) -> str:
         return (
-            f"{self.jobs_scanned} closed jobs scanned, {self.jobs_with_leftovers} with PENDING leftovers, "
+            f"{self.jobs_scanned} closed or cancelled jobs scanned, {self.jobs_with_leftovers} with PENDING leftovers, "
             f"{self.jobs_healed} healed, {self.declines_queued} declines queued, {len(self.failures)} failures"
         )
 
