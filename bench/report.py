@@ -396,17 +396,12 @@ def _chart_model(ax: Any, model: dict[str, Any]) -> None:
             fontsize=8,
             color="#444",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([str(n) for n in sizes])
-    ax.set_xlabel("applications per job (N)")
-    ax.set_ylabel("booking latency (ms, log scale)")
-    ax.set_title(
+    _latency_by_size_axes(
+        ax,
+        sizes,
         f"the same on the AWS latency model (enqueue concurrency {model['configured_concurrency']})\n"
-        "(labels: baseline/ours p50, ours/limit p50)"
+        "(labels: baseline/ours p50, ours/limit p50)",
     )
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
 
 
@@ -501,14 +496,9 @@ def _chart_book(ax: Any, book: dict[str, Any]) -> None:
             fontsize=8,
             color="#444",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([str(n) for n in sizes])
-    ax.set_xlabel("applications per job (N)")
-    ax.set_ylabel("booking latency (ms, log scale)")
-    ax.set_title("POST /jobs/{id}/book, in-process, MiniStack (DynamoDB + SQS)\n(labels: baseline p50 / ours p50)")
-    ax.grid(True, which="both", alpha=0.3)
+    _latency_by_size_axes(
+        ax, sizes, "POST /jobs/{id}/book, in-process, MiniStack (DynamoDB + SQS)\n(labels: baseline p50 / ours p50)"
+    )
     ax.legend(fontsize=8)
 
 
@@ -962,3 +952,15 @@ def _md_knee(knee: dict[str, Any] | None) -> list[str]:
 
 def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _latency_by_size_axes(ax: Any, sizes: list[int], title: str) -> None:
+    """Both part 1 charts: log-log, one tick per N."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(n) for n in sizes])
+    ax.set_xlabel("applications per job (N)")
+    ax.set_ylabel("booking latency (ms, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
