@@ -168,7 +168,8 @@ def test_reconcile_command_uses_the_stage_names_from_config(
     assert ops.main(["reconcile", "--stage", "dev"]) == 0
     out = capsys.readouterr().out
     assert "table booking-dev -> queue booking-declines-dev" in out
-    assert "1 closed or cancelled jobs scanned, 1 with PENDING leftovers, 1 healed, 2 declines queued, 0 failures" in out
+    summary = "1 closed or cancelled jobs scanned, 1 with PENDING leftovers, 1 healed, 2 declines queued, 0 failures"
+    assert summary in out
     assert len(_queued(aws, outputs["DeclinesQueueUrl"])) == 2
 
     # A queue that cannot be reached: the failure is reported and the exit status says so.
