@@ -77,8 +77,8 @@ format: venv ## ruff fix + format
 local: venv emulator ## run the whole service locally (PORT=8000)
 	@$(BIN)/python -m tools.localstack
 
-token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny
-	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)"
+token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny [EMAIL=a@b.c]
+	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)" $(if $(EMAIL),--email "$(EMAIL)")
 
 demo: venv ## book a job with 20 applicants against the running local stack
 	@$(BIN)/python -m tools.demo

@@ -36,7 +36,7 @@ def token_authorizer(auth_request: Any) -> AuthResponse:
         return AuthResponse(routes=[], principal_id="anonymous")
     finally:
         flush_metrics()  # the HTTP middleware that flushes the views' metrics skips authorizers
-    return AuthResponse(routes=["*"], principal_id=caller.username, context=caller_to_context(caller))
+    return AuthResponse(routes=["*"], principal_id=caller.user_id, context=caller_to_context(caller))
 
 
 # `app.current_request` is one attribute shared by every thread, and `chalice local`
@@ -174,7 +174,7 @@ def withdraw_application(job_id: str, application_id: str) -> dict[str, Any]:
 @web.json_view
 def my_jobs() -> dict[str, Any]:
     caller = _caller()
-    scope = f"me:{caller.username}:jobs"
+    scope = f"me:{caller.user_id}:jobs"
     limit, cursor = _page_request(scope)
     return _page_response(scope, bootstrap.service().list_my_jobs(caller, limit, cursor), web.job_json)
 
@@ -183,7 +183,7 @@ def my_jobs() -> dict[str, Any]:
 @web.json_view
 def my_applications() -> dict[str, Any]:
     caller = _caller()
-    scope = f"me:{caller.username}:applications"
+    scope = f"me:{caller.user_id}:applications"
     limit, cursor = _page_request(scope)
     page = bootstrap.service().list_my_applications(caller, limit, cursor)
     return _page_response(scope, page, web.application_json)

@@ -35,6 +35,7 @@ from chalicelib.config import get_settings
 from chalicelib.declines import SQS_BATCH_LIMIT, DeclineApplication
 from chalicelib.domain import Caller, Role, new_id
 from chalicelib.observability import flush_metrics
+from tools.token import local_user_id
 
 IMPLEMENTATIONS = ("ours", "baseline")
 WARMUP_APPLICATIONS = 10
@@ -166,7 +167,7 @@ def _measure(
 
     def book(impl: str, owner: str, job_id: str, application_id: str) -> int:
         if impl == "ours":
-            caller = Caller(username=owner, roles=frozenset({Role.PARENT}))
+            caller = Caller(user_id=local_user_id(owner), username=owner, roles=frozenset({Role.PARENT}))
             return service.book(caller, job_id, application_id).declines_queued
         return baseline.book(owner, job_id, application_id)
 

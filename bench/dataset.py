@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib import items as store_module  # the table's key and item shapes
 from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, format_time, new_id, utc_now
+from tools.token import local_user_id  # the sub local tokens carry for a name
 
 BATCH_WRITE_LIMIT = 25
 WRITE_THREADS = 4
@@ -45,7 +46,8 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
     starts = now + timedelta(days=3)
     job = Job(
         job_id=new_id(),
-        owner=owner,
+        owner=local_user_id(owner),
+        owner_name=owner,
         status=JobStatus.OPEN,
         title="Evening sitter (benchmark)",
         starts_at=format_time(starts),
@@ -59,7 +61,8 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
         app = Application(
             application_id=new_id(),
             job_id=job.job_id,
-            applicant=applicant,
+            applicant=local_user_id(applicant),
+            applicant_name=applicant,
             status=ApplicationStatus.PENDING,
             created_at=created,
             updated_at=created,

@@ -14,7 +14,7 @@ import jwt
 from jwt import PyJWKSet
 
 from chalicelib.callers import caller_from_context, caller_to_context
-from chalicelib.domain import Caller, Role, is_valid_username
+from chalicelib.domain import Caller, Role, is_valid_email, is_valid_user_id, is_valid_username
 
 __all__ = ["InvalidToken", "JwksSource", "TokenVerifier", "caller_from_context", "caller_to_context"]
 
@@ -188,6 +188,11 @@ class TokenVerifier:
             raise InvalidToken(f"token rejected: {exc}") from None
         if claims.get("token_use") != "id":
             raise InvalidToken("not an ID token")
+        # Identity is the sub: Cognito never reassigns it, while a deleted user's name can be
+        # signed up again by someone else (README "Identity").
+        user_id = claims.get("sub")
+        if not is_valid_user_id(user_id):
+            raise InvalidToken("token has no usable sub")
         username = claims.get("cognito:username")
         if not is_valid_username(username):
             raise InvalidToken("token has no usable cognito:username")
@@ -197,7 +202,11 @@ class TokenVerifier:
         roles = frozenset(r for r in Role if r.value in groups)
         if not roles:
             raise InvalidToken("caller belongs to neither parents nor nannies")
-        return Caller(username=username, roles=roles)
+        email = claims.get("email")
+        # An address is only used for notifications: one that is unverified or malformed is left out.
+        verified = str(claims.get("email_verified", "true")).lower() != "false"
+        usable_email = email if verified and is_valid_email(email) else None
+        return Caller(user_id=user_id, username=username, roles=roles, email=usable_email)
 
 
 def _bearer(authorization: str | None) -> str:

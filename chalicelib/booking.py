@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import Protocol
+from concurrent.futures import Executor, Future, wait
+from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain import (
     Application,
@@ -31,6 +32,7 @@ from chalicelib.domain import (
     JobStarted,
     JobStatus,
     NewJob,
+    OutcomeUnknown,
     Page,
     Role,
     Unavailable,
@@ -41,6 +43,7 @@ from chalicelib.domain import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -89,6 +92,7 @@ class BookingService:
         ids: Callable[[], str] = new_id,
         metrics: Metrics | None = None,
         sweep_delay_seconds: int = 30,
+        executor: Executor | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -96,6 +100,8 @@ class BookingService:
         self._now = clock
         self._new_id = ids
         self._metrics = metrics or _NoMetrics()
+        # Runs a booking's index read beside its transaction; without one, the read follows the commit.
+        self._executor = executor
 
     # ----------------------------------------------------------------- jobs
 
@@ -104,7 +110,7 @@ class BookingService:
         _require(caller, Role.PARENT, "Only parents can post jobs.")
         job = Job(
             job_id=self._new_id(),
-            owner=caller.username,
+            owner=caller.user_id,
             status=JobStatus.OPEN,
             title=new.title,
             starts_at=new.starts_at,
@@ -113,6 +119,8 @@ class BookingService:
             description=new.description,
             hourly_rate=new.hourly_rate,
             location=new.location,
+            owner_name=caller.username,
+            owner_email=caller.email,
         )
         if idempotency_key is None:
             self._store.put_job(job)
@@ -132,14 +140,14 @@ class BookingService:
         return self._store.list_open_jobs(limit, cursor, self._now())
 
     def list_my_jobs(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Job]:
-        return self._store.list_jobs_of_owner(caller.username, limit, cursor)
+        return self._store.list_jobs_of_owner(caller.user_id, limit, cursor)
 
     # --------------------------------------------------------- applications
 
     def apply(self, caller: Caller, job_id: str, message: str | None) -> Application:
         _require(caller, Role.NANNY, "Only nannies can apply to jobs.")
         job = self.get_job(job_id)
-        if job.owner == caller.username:  # a user may be in both groups
+        if job.owner == caller.user_id:  # a user may be in both groups
             raise Forbidden("You cannot apply to your own job.", code="OWN_JOB")
         if job.status is not JobStatus.OPEN:
             raise JobNotOpen("The job is not open for applications.")
@@ -149,11 +157,13 @@ class BookingService:
         app = Application(
             application_id=self._new_id(),
             job_id=job_id,
-            applicant=caller.username,
+            applicant=caller.user_id,
             status=ApplicationStatus.PENDING,
             created_at=now,
             updated_at=now,
             message=message,
+            applicant_name=caller.username,
+            applicant_email=caller.email,
         )
         # The write re-checks that the job is OPEN and not started, atomically with the insert.
         self._store.add_application(job, app)
@@ -161,12 +171,12 @@ class BookingService:
 
     def list_applications(self, caller: Caller, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
         job = self.get_job(job_id)
-        if job.owner != caller.username:
+        if job.owner != caller.user_id:
             raise Forbidden("Only the job's owner can see its applications.", code="NOT_JOB_OWNER")
         return self._store.list_applications(job_id, limit, cursor)
 
     def list_my_applications(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Application]:
-        return self._store.list_applications_of_applicant(caller.username, limit, cursor)
+        return self._store.list_applications_of_applicant(caller.user_id, limit, cursor)
 
     def get_application(self, caller: Caller, job_id: str, application_id: str) -> Application:
         """One application, for its applicant or the job's owner."""
@@ -174,14 +184,14 @@ class BookingService:
         if app is None:
             self.get_job(job_id)  # an unknown job is a JOB_NOT_FOUND, as on every route
             raise ApplicationNotFound("Application not found for this job.")
-        if app.applicant != caller.username and self.get_job(job_id).owner != caller.username:
+        if app.applicant != caller.user_id and self.get_job(job_id).owner != caller.user_id:
             raise Forbidden("Only the applicant or the job's owner can see an application.", code="NOT_APPLICANT")
         return app
 
     def withdraw(self, caller: Caller, job_id: str, application_id: str) -> WithdrawalResult:
         """PENDING → WITHDRAWN by the applicant. Safe to repeat: a withdrawn one answers as it is."""
         _require(caller, Role.NANNY, "Only nannies can withdraw applications.")
-        app, replayed = self._store.withdraw_application(caller.username, job_id, application_id, self._now())
+        app, replayed = self._store.withdraw_application(caller.user_id, job_id, application_id, self._now())
         if not replayed:
             self._metrics.count("ApplicationsWithdrawn")
             log.info("application withdrawn", extra={"jobId": job_id, "applicationId": application_id})
@@ -197,36 +207,21 @@ class BookingService:
         """
         _require(caller, Role.PARENT, "Only parents can book nannies.")
         now = self._now()
-        already_booked = self._store.close_job_and_accept(caller.username, job_id, application_id, now)
-        if already_booked is None:
-            self._metrics.count("Bookings")
-
-        def booked(seen: Job | None) -> Job:
-            if already_booked is not None:
-                return already_booked
-            base = seen or self._store.get_job(job_id)
-            if base is None:  # pragma: no cover - the transaction has just written it
-                raise JobNotFound("Job not found.")
-            return replace(base, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now)
-
-        job, queued = self._queue_declines(
+        settled = self._settle(
             job_id,
-            booked,
-            keep=application_id,
-            incomplete=BookingIncomplete(
-                "The job is booked, but declining the other applicants could not start; "
-                "repeat the same request to finish.",
-                acceptedApplicationId=application_id,
+            commit=lambda: self._store.close_job_and_accept(caller.user_id, job_id, application_id, now),
+            as_committed=lambda job: replace(
+                job, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now
             ),
-            not_queued="The job is booked, but not every other applicant could be queued for decline; "
-            "repeat the same request to finish.",
+            keep=application_id,
+            texts=_BOOKING,
             details={"acceptedApplicationId": application_id},
         )
         return BookingResult(
-            job=job,
+            job=settled.job,
             accepted_application_id=application_id,
-            declines_queued=queued,
-            replayed=already_booked is not None,
+            declines_queued=settled.queued,
+            replayed=settled.replayed,
         )
 
     # ----------------------------------------------------------- cancelling
@@ -239,58 +234,69 @@ class BookingService:
         """
         _require(caller, Role.PARENT, "Only parents can cancel jobs.")
         now = self._now()
-        already = self._store.cancel_job(caller.username, job_id, reason, now)
-        if already is None:
-            self._metrics.count("JobsCancelled")
-            log.info("job cancelled", extra={"jobId": job_id})
-
-        def cancelled(seen: Job | None) -> Job:
-            if already is not None:
-                return already
-            base = seen or self._store.get_job(job_id)
-            if base is None:  # pragma: no cover - the transaction has just written it
-                raise JobNotFound("Job not found.")
-            return replace(base, status=JobStatus.CANCELLED, cancelled_at=now, cancel_reason=reason)
-
-        job, queued = self._queue_declines(
+        settled = self._settle(
             job_id,
-            cancelled,
+            commit=lambda: self._store.cancel_job(caller.user_id, job_id, reason, now),
+            as_committed=lambda job: replace(job, status=JobStatus.CANCELLED, cancelled_at=now, cancel_reason=reason),
             keep=None,
-            incomplete=CancellationIncomplete(
-                "The job is cancelled, but declining its applicants could not start; repeat the same request to finish."
-            ),
-            not_queued="The job is cancelled, but not every applicant could be queued for decline; "
-            "repeat the same request to finish.",
+            texts=_CANCELLATION,
             details={},
         )
-        return CancellationResult(job=job, declines_queued=queued, replayed=already is not None)
+        return CancellationResult(job=settled.job, declines_queued=settled.queued, replayed=settled.replayed)
 
-    def _queue_declines(
+    def _settle(
         self,
         job_id: str,
-        job_as_committed: Callable[[Job | None], Job],
         *,
+        commit: Callable[[], Job | None],
+        as_committed: Callable[[Job], Job],
         keep: str | None,
-        incomplete: Unavailable,
-        not_queued: str,
+        texts: _SettleTexts,
         details: dict[str, object],
-    ) -> tuple[Job, int]:
-        """After a booking or a cancellation committed: queue a decline for every PENDING
-        application but ``keep``, and the delayed sweep. Returns the job and the count queued."""
+    ) -> _Settled:
+        """Takes a job out of OPEN (``commit``), then queues its sweep and a decline for
+        every PENDING application but ``keep``.
+
+        ``commit`` returns None when it committed, or the job as stored when the same
+        change had already committed (a replay). The index read goes out together with
+        the transaction: it changes nothing if the transaction is refused, and what it
+        misses (a lagging index, an application racing the commit) the sweep declines.
+        The sweep needs nothing but the commit: it goes out first, even when the read
+        failed or the commit's outcome is unknown (a sweep of a job still OPEN does
+        nothing). Nothing after the commit can answer a 500: every failure there is a
+        503 the client repeats, counted in ``PostCommitFailures``.
+        """
+        read = self._start(lambda: self._store.job_with_pending_applications(job_id))
         try:
-            # The index may lag behind the base table: an application written just
-            # before the close can be missing here. The delayed sweep queued below
-            # re-reads the job's partition consistently and declines what this missed.
-            seen, pending = self._store.job_with_pending_applications(job_id)
-            job = job_as_committed(seen)
-        except Unavailable as exc:
+            replay_of = commit()
+            if replay_of is None:
+                self._metrics.count(texts.committed_metric)
+                log.info("%s committed", texts.committed_metric, extra={"jobId": job_id})
+        except OutcomeUnknown as exc:
+            sweep_queued = self._queue_sweep_alone(job_id, "its outcome is unknown")
+            raise OutcomeUnknown(texts.unknown, sweepQueued=sweep_queued, **details) from exc
+        finally:
+            read.settle()  # a refused commit still lets its read finish: no thread outlives the request
+        try:
+            seen, pending = read.result()
+            base = replay_of or seen or self._store.get_job(job_id)
+            if base is None:  # pragma: no cover - the transaction has just written it
+                raise JobNotFound("Job not found.")
+            job = replay_of or as_committed(base)
+        except Exception as exc:
             log.error("job settled but its applications could not be read", extra={"jobId": job_id})
-            raise incomplete from exc
+            sweep_queued = self._queue_sweep_alone(job_id, "its applications could not be read")
+            raise texts.incomplete(sweepQueued=sweep_queued, **details) from exc
         pending = [p for p in pending if p != keep]
-        report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay)
+        try:
+            report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay)
+        except Exception:
+            log.exception("job settled but publishing its declines failed", extra={"jobId": job_id})
+            report = EnqueueReport(failed_ids=list(pending), sweep_failed=True)
         self._metrics.count("DeclinesQueued", report.queued)
         if report.failed_ids or report.sweep_failed:
             self._metrics.count("DeclinesNotQueued", len(report.failed_ids))
+            self._count_post_commit_failure(sweep_failed=report.sweep_failed)
             log.error(
                 "job settled but %d declines (sweep: %s) were not queued",
                 len(report.failed_ids),
@@ -298,13 +304,33 @@ class BookingService:
                 extra={"jobId": job_id, "applicationId": keep},
             )
             raise DeclinesNotQueued(
-                not_queued,
+                texts.not_queued,
                 declinesQueued=report.queued,
                 declinesNotQueued=len(report.failed_ids),
                 sweepQueued=not report.sweep_failed,
                 **details,
             )
-        return job, report.queued
+        return _Settled(job=job, queued=report.queued, replayed=replay_of is not None)
+
+    def _queue_sweep_alone(self, job_id: str, why: str) -> bool:
+        """After a commit whose declines cannot be queued: at least the sweep, which finds them itself."""
+        try:
+            report = self._publisher.publish(job_id, [], sweep_after=self._sweep_delay)
+            queued = not report.sweep_failed
+        except Exception:
+            log.exception("sweep could not be queued", extra={"jobId": job_id})
+            queued = False
+        self._count_post_commit_failure(sweep_failed=not queued)
+        log.error("job settled but %s; sweep %s", why, "queued" if queued else "NOT queued", extra={"jobId": job_id})
+        return queued
+
+    def _count_post_commit_failure(self, *, sweep_failed: bool) -> None:
+        self._metrics.count("PostCommitFailures")
+        if sweep_failed:
+            self._metrics.count("SweepsNotQueued")
+
+    def _start(self, read: Callable[[], T]) -> _Pending[T]:
+        return _Pending(read, self._executor)
 
     # -------------------------------------------------------------- declines
 
@@ -341,6 +367,59 @@ class BookingService:
             log.warning("sweep declined %d applications the booking had not seen", declined, extra={"jobId": job_id})
         self._metrics.count("DeclinesSwept", declined)
         return declined
+
+
+@dataclass(frozen=True)
+class _Settled:
+    job: Job
+    queued: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class _SettleTexts:
+    committed_metric: str
+    incomplete: Callable[..., Unavailable]
+    not_queued: str
+    unknown: str
+
+
+_BOOKING = _SettleTexts(
+    committed_metric="Bookings",
+    incomplete=lambda **details: BookingIncomplete(
+        "The job is booked, but declining the other applicants could not start; repeat the same request to finish.",
+        **details,
+    ),
+    not_queued="The job is booked, but not every other applicant could be queued for decline; "
+    "repeat the same request to finish.",
+    unknown="The booking may or may not have been made; repeat the same request to learn its outcome and finish it.",
+)
+_CANCELLATION = _SettleTexts(
+    committed_metric="JobsCancelled",
+    incomplete=lambda **details: CancellationIncomplete(
+        "The job is cancelled, but declining its applicants could not start; repeat the same request to finish.",
+        **details,
+    ),
+    not_queued="The job is cancelled, but not every applicant could be queued for decline; "
+    "repeat the same request to finish.",
+    unknown="The cancellation may or may not have been made; "
+    "repeat the same request to learn its outcome and finish it.",
+)
+
+
+class _Pending(Generic[T]):
+    """A read started beside a write: on the executor when there is one, else run when asked for."""
+
+    def __init__(self, read: Callable[[], T], executor: Executor | None) -> None:
+        self._read = read
+        self._future: Future[T] | None = executor.submit(read) if executor is not None else None
+
+    def settle(self) -> None:
+        if self._future is not None:
+            wait([self._future])
+
+    def result(self) -> T:
+        return self._future.result() if self._future is not None else self._read()
 
 
 def _require(caller: Caller, role: Role, message: str) -> None:

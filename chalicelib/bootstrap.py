@@ -7,6 +7,7 @@ container. ``reset`` forgets it all (tests), ``override`` injects fakes.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -39,20 +40,21 @@ _TRACED = (
 )
 
 
-def client_config() -> Config:
+def client_config(read_timeout_seconds: float | None = None) -> Config:
     """Bounded calls, so the API (10 s timeout) answers before Lambda cuts it off.
 
-    Standard retry mode retries throttling, 5xx and timeouts with backoff (at most
-    1 s before the second attempt). With the defaults any call ends within
-    2 x (0.3 s connect + 0.7 s read) + 1 s = 3 s, and a booking's three calls in a
-    row plus the publisher's 0.5 s deadline within 9.5 s; nothing above botocore
-    retries a call again (README "Timeouts and retries"). Pools sized for the
-    publisher's concurrent batches.
+    Standard retry mode retries throttling, 5xx, timeouts and TransactionInProgress with
+    backoff (at most 1 s before the second attempt). With the defaults an SQS call ends
+    within 2 x (0.3 s connect + 0.7 s read) + 1 s = 3 s and a DynamoDB call (1 s read, AWS's
+    advice for transactions) within 3.6 s; a transaction is re-sent with its token until
+    1.5 s after its first attempt, so it ends within 5.1 s. A booking's index read runs
+    beside its transaction, then one round of sends: within 8.1 s plus the publisher's
+    0.5 s (README "Timeouts and retries"). Pools sized for the publisher's concurrent batches.
     """
     s = get_settings()
     return Config(
         connect_timeout=s.client_connect_timeout_seconds,
-        read_timeout=s.client_read_timeout_seconds,
+        read_timeout=read_timeout_seconds or s.client_read_timeout_seconds,
         retries={"mode": "standard", "total_max_attempts": s.client_max_attempts},  # first try included
         max_pool_connections=20,
     )
@@ -66,7 +68,10 @@ def _get(name: str, build: Any) -> Any:
 
 
 def dynamodb_client() -> Any:
-    return _get("dynamodb", lambda: boto3.client("dynamodb", config=client_config()))
+    return _get(
+        "dynamodb",
+        lambda: boto3.client("dynamodb", config=client_config(get_settings().dynamodb_read_timeout_seconds)),
+    )
 
 
 def sqs_client() -> Any:
@@ -84,7 +89,12 @@ def declines_queue_url() -> Any:
 def store() -> DynamoStore:
     def build() -> DynamoStore:
         s = get_settings()
-        return DynamoStore(dynamodb_client(), s.table_name, s.query_page_size)
+        return DynamoStore(
+            dynamodb_client(),
+            s.table_name,
+            s.query_page_size,
+            transaction_deadline_seconds=s.transaction_deadline_seconds,
+        )
 
     return _get("store", build)
 
@@ -111,6 +121,7 @@ def service() -> BookingService:
             publisher(),
             metrics=PowertoolsMetrics(),
             sweep_delay_seconds=get_settings().sweep_delay_seconds,
+            executor=_get("executor", lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="service")),
         )
         for name in _TRACED:
             setattr(svc, name, traced(getattr(svc, name)))

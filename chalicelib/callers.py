@@ -9,15 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain import Caller, Role, is_valid_username
+from chalicelib.domain import Caller, Role, is_valid_email, is_valid_user_id, is_valid_username
 
 
 def caller_to_context(caller: Caller) -> dict[str, str]:
-    return {"username": caller.username, "roles": ",".join(sorted(r.value for r in caller.roles))}
+    context = {
+        "userId": caller.user_id,
+        "username": caller.username,
+        "roles": ",".join(sorted(r.value for r in caller.roles)),
+    }
+    if caller.email:
+        context["email"] = caller.email
+    return context
 
 
 def caller_from_context(context: dict[str, Any] | None) -> Caller | None:
-    if not context or not is_valid_username(context.get("username")):
+    if not context or not is_valid_user_id(context.get("userId")) or not is_valid_username(context.get("username")):
         return None
     names = set(str(context.get("roles", "")).split(","))
-    return Caller(username=context["username"], roles=frozenset(r for r in Role if r.value in names))
+    email = context.get("email")
+    return Caller(
+        user_id=context["userId"],
+        username=context["username"],
+        roles=frozenset(r for r in Role if r.value in names),
+        email=email if is_valid_email(email) else None,
+    )

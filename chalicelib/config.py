@@ -67,6 +67,11 @@ class Settings:
     client_connect_timeout_seconds: float
     client_read_timeout_seconds: float
     client_max_attempts: int
+    # DynamoDB's: at least 1 s, AWS's advice for transactions (a shorter one re-sends a
+    # transaction that is still running, which answers TransactionInProgressException).
+    dynamodb_read_timeout_seconds: float
+    # No new attempt of a transaction starts later than this after its first.
+    transaction_deadline_seconds: float
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +105,10 @@ def get_settings() -> Settings:
         client_connect_timeout_seconds=(_int("CLIENT_CONNECT_TIMEOUT_MS", 300) or 300) / 1000,
         client_read_timeout_seconds=(_int("CLIENT_READ_TIMEOUT_MS", 700) or 700) / 1000,
         client_max_attempts=_int("CLIENT_MAX_ATTEMPTS", 2) or 2,
+        dynamodb_read_timeout_seconds=max(
+            1.0, (_int("DYNAMODB_READ_TIMEOUT_MS", None) or _int("CLIENT_READ_TIMEOUT_MS", 1000) or 1000) / 1000
+        ),
+        transaction_deadline_seconds=(_int("TRANSACTION_DEADLINE_MS", 1500) or 0) / 1000,
     )
 
 

@@ -151,7 +151,8 @@ class SqsDeclinePublisher:
     def publish(self, job_id: str, application_ids: Sequence[str], *, sweep_after: int | None = None) -> EnqueueReport:
         entries = [_Entry(app_id, DeclineApplication(job_id, app_id).to_json()) for app_id in application_ids]
         if sweep_after is not None:
-            entries.append(_Entry(SWEEP_ENTRY_ID, SweepJob(job_id).to_json(), delay=max(0, min(sweep_after, 900))))
+            # First: it must not wait for a last round of batches that a timeout could cut off.
+            entries.insert(0, _Entry(SWEEP_ENTRY_ID, SweepJob(job_id).to_json(), delay=max(0, min(sweep_after, 900))))
         batches = [entries[i : i + SQS_BATCH_LIMIT] for i in range(0, len(entries), SQS_BATCH_LIMIT)]
         report = EnqueueReport()
         if not batches:

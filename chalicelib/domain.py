@@ -46,8 +46,10 @@ class Role(StrEnum):
 # by creation time, so keys built from them list newest first without an index.
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
-# Usernames become part of keys: anything that could alter a key's shape is refused.
+# User ids (the token's `sub`) become part of keys: anything that could alter a key's shape is
+# refused. Usernames are display data, held to the same shape.
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}$")
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -62,6 +64,15 @@ def is_valid_id(value: object) -> bool:
 
 def is_valid_username(value: object) -> bool:
     return isinstance(value, str) and bool(_USERNAME_RE.match(value))
+
+
+def is_valid_user_id(value: object) -> bool:
+    """A ``sub``: Cognito's are UUIDs; any id of the username's shape is accepted."""
+    return is_valid_username(value)
+
+
+def is_valid_email(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 254 and bool(_EMAIL_RE.match(value))
 
 
 # ------------------------------------------------------------------------ times
@@ -81,8 +92,13 @@ def format_time(value: datetime) -> str:
 
 @dataclass(frozen=True)
 class Caller:
+    """The verified caller. ``user_id`` (the token's ``sub``) is the identity: Cognito never
+    gives it to anyone else, while a username can be freed and taken by a new account."""
+
+    user_id: str
     username: str
     roles: frozenset[Role]
+    email: str | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -106,7 +122,7 @@ class NewJob:
 @dataclass(frozen=True)
 class Job:
     job_id: str
-    owner: str
+    owner: str  # the owner's user id (sub)
     status: JobStatus
     title: str
     starts_at: str
@@ -119,6 +135,8 @@ class Job:
     closed_at: str | None = None
     cancelled_at: str | None = None
     cancel_reason: str | None = None
+    owner_name: str | None = None  # the owner's username when the job was posted: display only
+    owner_email: str | None = None  # for notifications; never in answers or logs
 
     def has_started(self, now: str) -> bool:
         """Past its start: no application or booking any more (times sort as text)."""
@@ -129,11 +147,13 @@ class Job:
 class Application:
     application_id: str
     job_id: str
-    applicant: str
+    applicant: str  # the applicant's user id (sub)
     status: ApplicationStatus
     created_at: str
     updated_at: str
     message: str | None = None
+    applicant_name: str | None = None  # the applicant's username when applying: display only
+    applicant_email: str | None = None  # for notifications; never in answers or logs
 
 
 @dataclass(frozen=True)
@@ -249,6 +269,13 @@ class Unavailable(DomainError):
     """A dependency refused or failed; the request may be retried as it is."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class OutcomeUnknown(Unavailable):
+    """A write may or may not have been applied (its answer was lost and a re-send found it
+    still running). Repeating the same request is safe and tells which."""
+
+    code = "OUTCOME_UNKNOWN"
 
 
 class DeclinesNotQueued(Unavailable):

@@ -6,6 +6,8 @@ Knows the table and boto3, not the item shapes (``items.py``) nor the use cases
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-from chalicelib.domain import InvalidInput, Page, Unavailable
+from chalicelib.domain import InvalidInput, OutcomeUnknown, Page, Unavailable
 from chalicelib.items import s
 
 THROTTLE_CODES = {
@@ -21,19 +23,35 @@ THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "ThrottlingError",
+    # A transaction's cancellation reason on a provisioned table or index (no "Exception").
+    "ProvisionedThroughputExceeded",
 }
 # Left over after botocore's own retries: the request may be repeated as it is.
 _UNAVAILABLE_CODES = THROTTLE_CODES | {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
-_TRANSACTION_RETRIES = 3
+# A transaction that may still commit, or may have: only the same token may be sent again.
+_IN_FLIGHT_CODES = {"TransactionInProgressException", "IdempotentParameterMismatchException"}
+_CONFLICT_RETRIES = 3
+# No new transaction attempt starts later than this after the first (README "Timeouts and retries").
+TRANSACTION_DEADLINE_SECONDS = 1.5
 
 
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def _cause(exc: Exception) -> str:
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+
+
 def unavailable(exc: Exception) -> Unavailable:
-    cause = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    return Unavailable("The database is busy; retry the request.", cause=cause)
+    return Unavailable("The database is busy; retry the request.", cause=_cause(exc))
+
+
+def request_token(items: list[dict[str, Any]]) -> str:
+    """A ClientRequestToken (at most 36 characters) naming exactly these items: the same
+    request always gets the same token, and two different requests never share one."""
+    canonical = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:36]
 
 
 def failed(reason: dict[str, Any]) -> bool:
@@ -60,10 +78,22 @@ class Cancelled(Exception):
 class Table:
     """One table through one client: every call goes through ``api_call``, which maps failures."""
 
-    def __init__(self, client: Any, name: str, query_page_size: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        query_page_size: int | None = None,
+        *,
+        transaction_deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.name = name
         self.page_size = query_page_size
+        self._deadline = transaction_deadline_seconds
+        self._clock = clock
+        self._sleep = sleep
 
     def api_call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
@@ -89,36 +119,69 @@ class Table:
                 return
             params["ExclusiveStartKey"] = last
 
-    def transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
-        """Runs a transaction, retrying only when another transaction got in the way.
+    def transact(self, items: list[dict[str, Any]]) -> None:
+        """Runs a transaction under a token derived from its items, until it is decided.
 
-        ``token`` (ClientRequestToken) lets DynamoDB recognise botocore's own re-send
-        of a call that committed; callers still recognise their own items (ALL_OLD),
-        for emulators that ignore it.
+        The token (ClientRequestToken) makes every re-send the same request: DynamoDB answers
+        a re-send of a committed transaction with success for 10 minutes, and refuses one
+        whose first attempt is still running with ``TransactionInProgressException``. So a
+        timeout, a 5xx or an in-progress answer is retried with the same token until
+        ``transaction_deadline_seconds`` has passed; past it, if an attempt may have been
+        applied, the outcome is unknown (``OutcomeUnknown``, a 503 the client repeats), never
+        a 500. A transaction another one got in the way of is retried a few times.
+        Callers still recognise their own items (ALL_OLD), for emulators that ignore tokens.
         """
-        params: dict[str, Any] = {"TransactItems": items}
-        if token:
-            params["ClientRequestToken"] = token
-        for attempt in range(_TRANSACTION_RETRIES + 1):
+        params: dict[str, Any] = {"TransactItems": items, "ClientRequestToken": request_token(items)}
+        deadline = self._clock() + self._deadline
+        conflicts = 0
+        attempt = 0
+        maybe_applied = False  # an attempt whose answer we did not get may have committed
+        while True:
+            attempt += 1
             try:
-                self.api_call("transact_write_items", **params)
+                self.client.transact_write_items(**params)
                 return
             except ClientError as exc:
                 code = error_code(exc)
-                if code == "TransactionConflictException":
-                    reasons: list[dict[str, Any]] = [{"Code": "TransactionConflict"} for _ in items]
-                elif code == "TransactionCanceledException":
-                    reasons = exc.response.get("CancellationReasons") or []
-                else:
+                if code in {"TransactionCanceledException", "TransactionConflictException"}:
+                    reasons: list[dict[str, Any]] = (
+                        exc.response.get("CancellationReasons") or []
+                        if code == "TransactionCanceledException"
+                        else [{"Code": "TransactionConflict"} for _ in items]
+                    )
+                    self._raise_unless_passing_conflict(reasons, exc, conflicts)
+                    conflicts += 1
+                    self._sleep(random.uniform(0.005, 0.02) * conflicts)
+                    continue
+                if code in _IN_FLIGHT_CODES or code in {"InternalServerError", "ServiceUnavailable"}:
+                    maybe_applied = True
+                elif code not in _UNAVAILABLE_CODES:
                     raise
-                reason_codes = {r.get("Code") for r in reasons}
-                if "ConditionalCheckFailed" in reason_codes:
-                    raise Cancelled(reasons) from exc
-                if reason_codes & THROTTLE_CODES:
-                    raise unavailable(exc) from exc
-                if "TransactionConflict" not in reason_codes or attempt == _TRANSACTION_RETRIES:
-                    raise Cancelled(reasons) from exc
-                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                failure: Exception = exc
+            except HTTPClientError as exc:  # a read timeout or a reset: the request may have been applied
+                maybe_applied, failure = True, exc
+            except ConnectionError as exc:  # never reached DynamoDB
+                failure = exc
+            pause = min(0.4, 0.05 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if self._clock() + pause < deadline:
+                self._sleep(pause)
+                continue
+            if maybe_applied:
+                raise OutcomeUnknown(
+                    "The request may or may not have taken effect; repeat it to learn its outcome.",
+                    cause=_cause(failure),
+                ) from failure
+            raise unavailable(failure) from failure
+
+    @staticmethod
+    def _raise_unless_passing_conflict(reasons: list[dict[str, Any]], exc: ClientError, conflicts: int) -> None:
+        reason_codes = {r.get("Code") for r in reasons}
+        if "ConditionalCheckFailed" in reason_codes:
+            raise Cancelled(reasons) from exc
+        if reason_codes & THROTTLE_CODES:
+            raise unavailable(exc) from exc
+        if "TransactionConflict" not in reason_codes or conflicts >= _CONFLICT_RETRIES:
+            raise Cancelled(reasons) from exc
 
     def page(
         self,

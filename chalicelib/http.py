@@ -300,6 +300,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "endsAt": job.ends_at,
         "createdAt": job.created_at,
     }
+    if job.owner_name is not None:
+        out["ownerName"] = job.owner_name
     if job.description is not None:
         out["description"] = job.description
     if job.hourly_rate is not None:
@@ -326,6 +328,8 @@ def application_json(app: Application) -> dict[str, Any]:
         "createdAt": app.created_at,
         "updatedAt": app.updated_at,
     }
+    if app.applicant_name is not None:
+        out["applicantName"] = app.applicant_name
     if app.message is not None:
         out["message"] = app.message
     return out

@@ -152,6 +152,8 @@ def job_item(job: Job) -> dict[str, Any]:
         "closedAt": job.closed_at,
         "cancelledAt": job.cancelled_at,
         "cancelReason": job.cancel_reason,
+        "ownerName": job.owner_name,
+        "ownerEmail": job.owner_email,
     }
     return item
 
@@ -190,6 +192,8 @@ def job_from(item: dict[str, Any]) -> Job:
         closed_at=item.get("closedAt"),
         cancelled_at=item.get("cancelledAt"),
         cancel_reason=item.get("cancelReason"),
+        owner_name=item.get("ownerName"),
+        owner_email=item.get("ownerEmail"),
     )
 
 
@@ -209,6 +213,8 @@ def application_item(app: Application) -> dict[str, Any]:
         "createdAt": app.created_at,
         "updatedAt": app.updated_at,
         "message": app.message,
+        "applicantName": app.applicant_name,
+        "applicantEmail": app.applicant_email,
     }
 
 
@@ -221,6 +227,8 @@ def application_from(item: dict[str, Any]) -> Application:
         created_at=item["createdAt"],
         updated_at=item["updatedAt"],
         message=item.get("message"),
+        applicant_name=item.get("applicantName"),
+        applicant_email=item.get("applicantEmail"),
     )
 
 

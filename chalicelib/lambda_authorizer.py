@@ -118,6 +118,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"context": {}, "principalId": "anonymous", "policyDocument": policy(method_arn, allow=False)}
     return {
         "context": caller_to_context(caller),
-        "principalId": caller.username,
+        "principalId": caller.user_id,
         "policyDocument": policy(method_arn, allow=True),
     }

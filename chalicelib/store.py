@@ -27,7 +27,7 @@ from chalicelib.domain import (
     Page,
     is_valid_id,
 )
-from chalicelib.dynamo import Cancelled, Table, failed, invalid_cursor, reason_at
+from chalicelib.dynamo import TRANSACTION_DEADLINE_SECONDS, Cancelled, Table, failed, invalid_cursor, reason_at
 from chalicelib.shards import EXHAUSTED, merge_newest_first
 from chalicelib.transitions import Transitions, refuse_not_open
 
@@ -41,8 +41,15 @@ _deserialize = it.deserialize
 class DynamoStore(Transitions):
     """Reads and writes jobs and applications in one table."""
 
-    def __init__(self, client: Any, table_name: str, query_page_size: int | None = None) -> None:
-        self._t = Table(client, table_name, query_page_size)
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        query_page_size: int | None = None,
+        *,
+        transaction_deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS,
+    ) -> None:
+        self._t = Table(client, table_name, query_page_size, transaction_deadline_seconds=transaction_deadline_seconds)
         self._table = table_name
         self._page_size = query_page_size
         self._pool: ThreadPoolExecutor | None = None
@@ -53,8 +60,7 @@ class DynamoStore(Transitions):
     def put_job(self, job: Job) -> None:
         """Writes a new job and its listing entry. A botocore retry of a write that had committed finds its own item."""
         try:
-            # The token makes DynamoDB answer a retried, committed call with success.
-            self._t.transact([self._new_job_put(job), self._listing_put(job)], token=job.job_id)
+            self._t.transact([self._new_job_put(job), self._listing_put(job)])
         except Cancelled as cancelled:
             reason = reason_at(cancelled.reasons, 0)
             old = (reason.get("Item") or self._t.get(it.job_key(job.job_id))) if failed(reason) else None
@@ -97,8 +103,7 @@ class DynamoStore(Transitions):
             }
         }
         try:
-            # The token makes DynamoDB answer a retried, committed call with success.
-            self._t.transact([key_item, self._new_job_put(job), self._listing_put(job)], token=job.job_id)
+            self._t.transact([key_item, self._new_job_put(job), self._listing_put(job)])
             return None
         except Cancelled as cancelled:
             if not failed(cancelled.reasons[0]):
@@ -200,7 +205,6 @@ class DynamoStore(Transitions):
                         }
                     },
                 ],
-                token=app.application_id,
             )
         except Cancelled as cancelled:
             job_reason, guard_reason = reason_at(cancelled.reasons, 0), reason_at(cancelled.reasons, 1)

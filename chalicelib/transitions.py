@@ -9,7 +9,6 @@ Part of ``DynamoStore`` (``store.py``); keys come from ``items.py``.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from typing import Any
@@ -40,10 +39,6 @@ _CONFLICT_RETRIES = 3
 # The job must still be OPEN and not started: `now` is the request's time, checked in the write itself.
 _OPEN_AND_OWNED = "attribute_exists(PK) AND #owner = :owner AND #status = :open"
 _NOT_STARTED = "startsAt > :now"
-
-
-def _token(*parts: str) -> str:
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:36]
 
 
 class Transitions:
@@ -96,10 +91,7 @@ class Transitions:
             }
         }
         try:
-            self._t.transact(
-                [job_update, app_update, self._delete_listing(job_id)],
-                token=_token("book", job_id, application_id, now),
-            )
+            self._t.transact([job_update, app_update, self._delete_listing(job_id)])
         except Cancelled as cancelled:
             return self._explain_booking_failure(cancelled.reasons, owner, job_id, application_id, now)
         return None
@@ -161,7 +153,7 @@ class Transitions:
             }
         }
         try:
-            self._t.transact([job_update, self._delete_listing(job_id)], token=_token("cancel", job_id, now))
+            self._t.transact([job_update, self._delete_listing(job_id)])
         except Cancelled as cancelled:
             job_reason = reason_at(cancelled.reasons, 0)
             if not failed(job_reason):

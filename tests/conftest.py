@@ -38,6 +38,13 @@ def jwks(signing_key: rsa.RSAPrivateKey) -> dict[str, Any]:
 
 TokenFactory = Callable[..., str]
 
+_USERS = uuid.UUID("6f1c3c56-2a4e-4d0b-9a55-0c1b8f4f7e21")
+
+
+def user_id(user: str) -> str:
+    """The ``sub`` the test tokens give ``user``: stable, like a real account's."""
+    return str(uuid.uuid5(_USERS, user))
+
 
 @pytest.fixture(scope="session")
 def make_token(signing_key: rsa.RSAPrivateKey) -> TokenFactory:
@@ -52,7 +59,7 @@ def make_token(signing_key: rsa.RSAPrivateKey) -> TokenFactory:
     ) -> str:
         now = int(time.time())
         payload: dict[str, Any] = {
-            "sub": str(uuid.uuid4()),
+            "sub": user_id(user),
             "cognito:username": user,
             "cognito:groups": groups if groups is not None else ["parents"],
             "iss": ISSUER,

@@ -84,7 +84,7 @@ def run(api: Api) -> None:
     booking = api.call("POST", f"/jobs/{job_id}/book", parent, json={"applicationId": chosen["applicationId"]})
     booked = time.monotonic()
     queued = booking["declinesQueued"]
-    print(f"booked {chosen['applicant']} in {(booked - started) * 1000:.0f} ms; {queued} declines queued")
+    print(f"booked {chosen['applicantName']} in {(booked - started) * 1000:.0f} ms; {queued} declines queued")
 
     deadline = booked + DECLINE_TIMEOUT_SECONDS
     while True:
@@ -96,8 +96,8 @@ def run(api: Api) -> None:
 
     print()
     print(f"{'applicant':<16} {'applicationId':<28} status")
-    for a in sorted(final, key=lambda a: a["applicant"]):
-        print(f"{a['applicant']:<16} {a['applicationId']:<28} {a['status']}")
+    for a in sorted(final, key=lambda a: a["applicantName"]):
+        print(f"{a['applicantName']:<16} {a['applicationId']:<28} {a['status']}")
     print()
 
     statuses = [a["status"] for a in final]

@@ -53,12 +53,12 @@ def test_the_lifecycle_through_the_deployed_worker(deployment: Deployment, paren
     created = timed("create job", call(deployment, "POST", "/jobs", parent_token, _job_body()))
     assert created.status == 201, created.body
     job_id = created.body["jobId"]
-    assert created.body["owner"] == owner
+    assert created.body["ownerName"] == owner
     applications = []
     for username, token in nannies:
         applied = timed("apply", call(deployment, "POST", f"/jobs/{job_id}/applications", token, {"message": "Hi"}))
         assert applied.status == 201, applied.body
-        assert applied.body["applicant"] == username
+        assert applied.body["applicantName"] == username
         applications.append(applied.body["applicationId"])
     choice = {"applicationId": applications[0]}
     booked = timed("book", call(deployment, "POST", f"/jobs/{job_id}/book", parent_token, choice))

@@ -78,16 +78,17 @@ class Aws:
                 return found
             params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    def queue_depth(self) -> int:
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    def queue_depth(self, *, delayed: bool = False) -> int:
+        """Messages visible or in flight; with ``delayed``, also those not yet visible (a sweep)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        if delayed:
+            names.append("ApproximateNumberOfMessagesDelayed")
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(attrs.get(name, 0)) for name in names)
 
     def snapshot(self) -> tuple[list[str], int]:
-        """Everything a rejected request must leave unchanged: items and queue depth."""
-        return sorted(json.dumps(i, sort_keys=True) for i in self.items()), self.queue_depth()
+        """Everything a rejected request must leave unchanged: items and every queued message."""
+        return sorted(json.dumps(i, sort_keys=True) for i in self.items()), self.queue_depth(delayed=True)
 
     def receive_all(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []

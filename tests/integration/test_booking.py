@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication, SqsDeclinePublisher
 from chalicelib.domain import format_time, utc_now
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
 
 
@@ -146,7 +147,7 @@ def test_a_failed_enqueue_is_reported_and_replaying_the_booking_heals_it(api: Ap
 def test_a_crash_between_commit_and_enqueue_is_healed_by_replay(api: Api, aws: Aws, client) -> None:
     job_id, apps = _job_with_applicants(api, 5)
     # Only the transaction ran: the process died before querying or sending.
-    bootstrap.store().close_job_and_accept("alice", job_id, apps[0], format_time(utc_now()))
+    bootstrap.store().close_job_and_accept(user_id("alice"), job_id, apps[0], format_time(utc_now()))
     assert aws.queue_depth() == 0
 
     reply = api.book("alice", job_id, apps[0])

@@ -32,5 +32,5 @@ def test_concurrent_requests_each_read_their_own_body_and_caller(
     with ThreadPoolExecutor(max_workers=24) as pool:
         jobs = list(pool.map(create, users * 4))
 
-    mismatched = [(j["owner"], j["title"]) for j in jobs if j["owner"] != j["title"]]
+    mismatched = [(j["ownerName"], j["title"]) for j in jobs if j["ownerName"] != j["title"]]
     assert mismatched == []

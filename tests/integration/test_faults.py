@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from types import SimpleNamespace
@@ -50,16 +51,23 @@ CONFLICT = _error("TransactionCanceledException", reasons=[{"Code": "Transaction
 THROTTLED_TX = _error("TransactionCanceledException", reasons=[{"Code": "ThrottlingError"}, {"Code": "None"}])
 
 
+# A transaction is retried with its token until its deadline (1.5 s): a fault must outlast it.
+LASTING = 100
+THROTTLED_PROVISIONED_TX = _error(
+    "TransactionCanceledException", reasons=[{"Code": "ProvisionedThroughputExceeded"}, {"Code": "None"}]
+)
+
+
 @pytest.mark.parametrize(
     "plan,status,code",
     [
         ([CONFLICT] * 10, 409, "CONCURRENT_UPDATE"),
         ([THROTTLED_TX], 503, "SERVICE_UNAVAILABLE"),
-        ([_error("ProvisionedThroughputExceededException")], 503, "SERVICE_UNAVAILABLE"),
-        ([_error("ThrottlingException")], 503, "SERVICE_UNAVAILABLE"),
+        # a provisioned table or index names its throttle without "Exception"
+        ([THROTTLED_PROVISIONED_TX], 503, "SERVICE_UNAVAILABLE"),
+        ([_error("ProvisionedThroughputExceededException")] * LASTING, 503, "SERVICE_UNAVAILABLE"),
+        ([_error("ThrottlingException")] * LASTING, 503, "SERVICE_UNAVAILABLE"),
         ([_error("TransactionConflictException")] * 10, 409, "CONCURRENT_UPDATE"),
-        # a 5xx left over after botocore's retries: the client may retry, not a bug of ours
-        ([_error("InternalServerError")], 503, "SERVICE_UNAVAILABLE"),
         ([_error("AccessDeniedException")], 500, "INTERNAL_ERROR"),
     ],
 )
@@ -76,6 +84,32 @@ def test_transaction_failures_map_to_a_status_and_change_nothing(
     assert aws.snapshot() == before
 
 
+@pytest.mark.parametrize("error", ["InternalServerError", "TransactionInProgressException"])
+def test_a_lasting_ambiguous_failure_is_an_unknown_outcome_with_the_sweep_queued(
+    api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    monkeypatch.setenv("SWEEP_DELAY_SECONDS", "0")
+    # Given a booking whose transaction answers, until its deadline, what leaves its outcome open
+    job_id, apps = _setup(api)
+    _inject("TransactWriteItems", [_error(error)] * LASTING)
+    items_before, _ = aws.snapshot()
+
+    reply = api.book("alice", job_id, apps[0])
+
+    # Then a 503 the client repeats, nothing written, and the sweep queued in case it had committed
+    assert (reply.status, reply.body["code"]) == (503, "OUTCOME_UNKNOWN"), reply.body
+    assert reply.body["details"]["sweepQueued"] is True
+    assert aws.snapshot()[0] == items_before
+    assert [json.loads(m["Body"])["kind"] for m in aws.receive_all()] == ["SweepJob"]
+
+
+def test_a_passing_throttle_is_retried_and_the_booking_goes_through(api: Api, aws: Aws) -> None:
+    job_id, apps = _setup(api)
+    injector = _inject("TransactWriteItems", [_error("ThrottlingException"), _error("InternalServerError")])
+    reply = api.book("alice", job_id, apps[0])
+    assert reply.status == 200 and injector.seen == 3
+
+
 def test_a_passing_conflict_is_retried_and_the_booking_goes_through(api: Api, aws: Aws) -> None:
     job_id, apps = _setup(api)
     injector = _inject("TransactWriteItems", [CONFLICT, CONFLICT])
@@ -85,7 +119,7 @@ def test_a_passing_conflict_is_retried_and_the_booking_goes_through(api: Api, aw
 
 def test_a_throttled_apply_is_503_and_writes_nothing(api: Api, aws: Aws) -> None:
     job_id, _ = _setup(api, 1)
-    _inject("TransactWriteItems", [_error("ThrottlingException")])
+    _inject("TransactWriteItems", [_error("ThrottlingException")] * LASTING)
     before = aws.snapshot()
     reply = api.call("POST", f"/jobs/{job_id}/applications", user="zed", role="nanny", body={})
     assert (reply.status, reply.body["code"]) == (503, "SERVICE_UNAVAILABLE")

@@ -11,6 +11,7 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.domain import Application, ApplicationStatus, JobNotOpen, format_time, new_id, utc_now
 from chalicelib.store import DynamoStore
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker
 from tools.lagging_index import LaggingIndex
 
@@ -164,10 +165,10 @@ def test_a_booking_between_apply_s_read_and_its_write_wins(api: Api, aws: Aws) -
         if not booked and any(
             "Put" in i and "APPLICATION#" in i["Put"]["Item"]["SK"]["S"] for i in params["TransactItems"]
         ):
-            booked.append(other.close_job_and_accept("alice", job_id, first, format_time(utc_now())))
+            booked.append(other.close_job_and_accept(user_id("alice"), job_id, first, format_time(utc_now())))
 
     bootstrap.dynamodb_client().meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", book_first)
     reply = api.call("POST", f"/jobs/{job_id}/applications", user="olga", role="nanny", body={})
 
     assert booked and (reply.status, reply.body["code"]) == (409, "JOB_NOT_OPEN")
-    assert [a["applicant"] for a in api.applications("alice", job_id)] == ["nina"]
+    assert [a["applicantName"] for a in api.applications("alice", job_id)] == ["nina"]

@@ -10,6 +10,7 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
 from chalicelib.domain import Application, ApplicationStatus, JobStarted, format_time, new_id, utc_now
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
 from tests.integration.test_observability import _emf
 
@@ -72,7 +73,7 @@ def test_a_cancel_that_committed_but_queued_nothing_is_healed_by_repeating_it(ap
     job_id = api.create_job("alice")["jobId"]
     apps = [api.apply(f"n{i}", job_id)["applicationId"] for i in range(4)]
     # the process died between the commit and the enqueue
-    assert bootstrap.store().cancel_job("alice", job_id, None, format_time(utc_now())) is None
+    assert bootstrap.store().cancel_job(user_id("alice"), job_id, None, format_time(utc_now())) is None
     assert aws.queue_depth() == 0
 
     reply = _cancel(api, "alice", job_id)
@@ -240,7 +241,7 @@ def test_the_writes_themselves_refuse_a_started_job(api: Api, aws: Aws) -> None:
     with pytest.raises(JobStarted):
         store.add_application(seen_open, Application(new_id(), job_id, "olga", ApplicationStatus.PENDING, late, late))
     with pytest.raises(JobStarted):
-        store.close_job_and_accept("alice", job_id, app_id, late)
+        store.close_job_and_accept(user_id("alice"), job_id, app_id, late)
     assert aws.snapshot() == before
 
 

@@ -8,7 +8,7 @@ from tests.integration.conftest import Api, Aws, run_worker
 def test_job_lifecycle_books_one_and_declines_the_rest(api: Api, aws: Aws, client) -> None:
     # Given a parent's job with four applicants
     job = api.create_job("alice", hourlyRate=18.5, location="Leeds", description="Two kids")
-    assert job["status"] == "OPEN" and job["owner"] == "alice" and job["hourlyRate"] == 18.5
+    assert job["status"] == "OPEN" and job["ownerName"] == "alice" and job["hourlyRate"] == 18.5
     listed = api.call("GET", "/jobs", user="nina", role="nanny")
     assert listed.status == 200 and job["jobId"] in [j["jobId"] for j in listed.body["items"]]
     apps = [api.apply(f"nanny{i}", job["jobId"], message=f"hello {i}") for i in range(4)]

@@ -46,7 +46,7 @@ def test_a_boolean_version_is_not_version_1(api: Api, aws: Aws, client) -> None:
     result = client.lambda_.invoke("decline_worker", event).payload
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "bool"}]}
-    statuses = {a["applicant"]: a["status"] for a in api.applications("alice", job["jobId"])}
+    statuses = {a["applicantName"]: a["status"] for a in api.applications("alice", job["jobId"])}
     assert statuses == {"nina": "PENDING", "olga": "DECLINED"}
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.observability import logger
 from tests.integration.conftest import Api, Aws
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _json_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
@@ -63,3 +67,24 @@ def test_bookings_and_declines_are_counted_in_emf(api: Api, aws: Aws, client, ca
     assert _emf(capsys.readouterr().out) == {"Bookings": 1, "DeclinesQueued": 2}
     run_worker(client, aws)
     assert _emf(capsys.readouterr().out) == {"DeclinesApplied": 2}
+
+
+def test_every_failure_after_a_commit_is_counted_for_its_alarm(api: Api, aws: Aws, capsys) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib import bootstrap
+
+    job = api.create_job("alice")
+    apps = [api.apply(f"n{i}", job["jobId"])["applicationId"] for i in range(3)]
+
+    def no_index(**_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="https://dynamodb.test")
+
+    bootstrap.dynamodb_client().meta.events.register("before-send.dynamodb.Query", no_index)
+    capsys.readouterr()
+    reply = api.book("alice", job["jobId"], apps[0])
+    assert (reply.status, reply.body["code"]) == (503, "BOOKING_INCOMPLETE")
+    assert _emf(capsys.readouterr().out) == {"Bookings": 1, "PostCommitFailures": 1}
+    # the alarm that watches it
+    template = (ROOT / "infra" / "operations.yaml").read_text()
+    assert "MetricName: PostCommitFailures" in template

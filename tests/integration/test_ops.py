@@ -15,6 +15,7 @@ from chalicelib.declines import DeclineApplication, SqsDeclinePublisher
 from chalicelib.domain import format_time, utc_now
 from chalicelib.store import DynamoStore
 from chalicelib.worker import handle_decline_batch
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, sqs_event
 from tools import ops, resources
 
@@ -72,7 +73,7 @@ def _unreachable_publisher(aws: Aws) -> SqsDeclinePublisher:
 def test_reconcile_heals_a_booking_that_committed_but_queued_nothing(api: Api, aws: Aws) -> None:
     # Given a booking whose transaction committed, then the process died before publishing
     job_id, (chosen, *others) = _job_with_applicants(api, "alice", 3)
-    assert bootstrap.store().close_job_and_accept("alice", job_id, chosen, format_time(utc_now())) is None
+    assert bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now())) is None
     assert aws.queue_depth() == 0
 
     # When reconcile runs
@@ -123,7 +124,7 @@ def test_reconcile_leaves_open_jobs_and_finished_bookings_alone(api: Api, aws: A
 
 def test_reconcile_dry_run_queues_nothing(api: Api, aws: Aws) -> None:
     job_id, (chosen, *_) = _job_with_applicants(api, "alice", 3)
-    bootstrap.store().close_job_and_accept("alice", job_id, chosen, format_time(utc_now()))
+    bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
     lines: list[str] = []
 
     report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), dry_run=True, out=lines.append)
@@ -135,7 +136,7 @@ def test_reconcile_dry_run_queues_nothing(api: Api, aws: Aws) -> None:
 
 def test_reconcile_reports_declines_it_could_not_queue(api: Api, aws: Aws) -> None:
     job_id, (chosen, *_) = _job_with_applicants(api, "alice", 3)
-    bootstrap.store().close_job_and_accept("alice", job_id, chosen, format_time(utc_now()))
+    bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
 
     report = ops.reconcile(bootstrap.store(), _unreachable_publisher(aws), out=lambda _: None)
 
@@ -163,7 +164,7 @@ def test_reconcile_command_uses_the_stage_names_from_config(
     bootstrap.reset()
     bootstrap.override(store=dev_store)
     job_id, (chosen, *_) = _job_with_applicants(api, "alice", 3)
-    dev_store.close_job_and_accept("alice", job_id, chosen, format_time(utc_now()))
+    dev_store.close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
 
     assert ops.main(["reconcile", "--stage", "dev"]) == 0
     out = capsys.readouterr().out
@@ -198,7 +199,7 @@ def _dlq_url(aws: Aws) -> str:
 def test_redrive_brings_dead_letters_back_and_the_worker_declines_them(api: Api, aws: Aws) -> None:
     # Given declines that failed five times (say, the table was throttled) and sit in the DLQ
     job_id, (chosen, *others) = _job_with_applicants(api, "alice", 4)
-    bootstrap.store().close_job_and_accept("alice", job_id, chosen, format_time(utc_now()))
+    bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
     _dead_letter(aws, [DeclineApplication(job_id, a).to_json() for a in others])
     assert len(_queued(aws, _dlq_url(aws))) == 3
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -170,6 +171,10 @@ def test_a_failure_after_the_commit_is_a_503_and_the_replay_heals_it(
     batches = 2 if operation == "SendMessageBatch" else 1  # 11 declines + the sweep
     assert fault.attempts == 2 * batches  # CLIENT_MAX_ATTEMPTS, nothing on top
     assert api.call("GET", f"/jobs/{job_id}", user="alice").body["status"] == "CLOSED"
+    if operation == "Query":
+        # the sweep needs nothing but the commit: it went out although the read failed
+        assert reply.body["details"]["sweepQueued"] is True
+        assert aws.queue_depth(delayed=True) == 1
 
     # And the same request, once the dependency is back, finishes the work
     clients[service].meta.events.unregister(f"before-send.{service}.{operation}", fault)
@@ -182,13 +187,107 @@ def test_a_failure_after_the_commit_is_a_503_and_the_replay_heals_it(
 def test_client_timeouts_and_attempts_bound_a_failing_call(app_env: None) -> None:
     # A call that keeps failing gives up after its attempts, each bounded by the
     # timeouts, plus standard mode's backoff before the second (at most 1 s).
-    config = bootstrap.client_config()
-    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
-    worst_call = 2 * (config.connect_timeout + config.read_timeout) + 1.0
-    assert worst_call <= 3.0
-    # a booking: transaction, index query, one round of sends after the publisher's deadline
-    enqueue_deadline = bootstrap.get_settings().enqueue_deadline_seconds
-    assert 3 * worst_call + enqueue_deadline < 10.0  # the API function's timeout
+    settings = bootstrap.get_settings()
+    sqs = bootstrap.client_config()
+    dynamodb = bootstrap.dynamodb_client().meta.config
+    assert sqs.retries == dynamodb.retries == {"mode": "standard", "total_max_attempts": 2}
+    # AWS's advice for transactions: a read timeout of at least 1 s
+    assert dynamodb.read_timeout >= 1.0
+    worst_sqs_call = 2 * (sqs.connect_timeout + sqs.read_timeout) + 1.0
+    worst_dynamodb_call = 2 * (dynamodb.connect_timeout + dynamodb.read_timeout) + 1.0
+    assert worst_sqs_call <= 3.0 and worst_dynamodb_call <= 3.6
+    # a booking: its transaction (re-sent with its token until the deadline; its index read
+    # runs beside it), then one round of sends and the publisher's deadline for re-sends
+    worst_transaction = settings.transaction_deadline_seconds + worst_dynamodb_call
+    assert worst_transaction + worst_sqs_call + settings.enqueue_deadline_seconds < 10.0  # the API function's timeout
+
+
+# ------------------------------------------------ answers lost after a commit
+
+
+class LoseAnswers:
+    """The first ``lost`` transactions reach the table, then their answers are lost (a read
+    timeout after botocore's attempts); the next ``in_progress`` calls are answered
+    TransactionInProgressException, as DynamoDB answers a re-send of one still running."""
+
+    def __init__(self, lost: int = 1, in_progress: int = 0) -> None:
+        self.lost, self.in_progress = lost, in_progress
+        self.calls = 0
+        self.tokens: list[str] = []
+
+    def before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
+        if model.name != "TransactWriteItems":
+            return None
+        self.calls += 1
+        self.tokens.append(params.get("ClientRequestToken", ""))
+        if self.lost < self.calls <= self.lost + self.in_progress:
+            body = {"Error": {"Code": "TransactionInProgressException", "Message": "in progress"}}
+            return (SimpleNamespace(status_code=400, headers={}), {**body, "ResponseMetadata": {"HTTPStatusCode": 400}})
+        return None
+
+    def after_call(self, model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems" and self.calls <= self.lost:
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.test")
+
+    def attach(self) -> LoseAnswers:
+        events = bootstrap.dynamodb_client().meta.events
+        events.register("before-call.dynamodb.TransactWriteItems", self.before_call)
+        events.register("after-call.dynamodb.TransactWriteItems", self.after_call)
+        return self
+
+
+def test_a_booking_whose_answer_was_lost_and_whose_re_send_is_in_progress_answers_200(
+    api: Api, aws: Aws, client
+) -> None:
+    # Given a booking that commits, whose answer is lost, and whose re-send finds it running
+    job_id = api.create_job("alice")["jobId"]
+    apps = [api.apply(f"n{i}", job_id)["applicationId"] for i in range(4)]
+    lost = LoseAnswers(lost=1, in_progress=2).attach()
+
+    reply = api.book("alice", job_id, apps[0])
+
+    # Then it is re-sent under the same token until it answers: 200, every decline queued
+    assert reply.status == 200, reply.body
+    assert reply.body["declinesQueued"] == 3
+    assert lost.calls == 4 and len(set(lost.tokens)) == 1
+    run_worker(client, aws)
+    assert Counter(a["status"] for a in api.applications("alice", job_id)) == Counter({"ACCEPTED": 1, "DECLINED": 3})
+
+
+@pytest.mark.parametrize("route", ["book", "cancel"])
+def test_a_commit_whose_outcome_stays_unknown_is_a_503_with_the_sweep_queued_and_a_repeat_heals_it(
+    api: Api, aws: Aws, client, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    monkeypatch.setenv("SWEEP_DELAY_SECONDS", "0")
+    # Given a commit whose answer is lost and whose re-sends find it running until the deadline
+    job_id = api.create_job("alice")["jobId"]
+    apps = [api.apply(f"n{i}", job_id)["applicationId"] for i in range(3)]
+    LoseAnswers(lost=1, in_progress=1000).attach()
+    body = {"applicationId": apps[0]} if route == "book" else {}
+
+    reply = api.call("POST", f"/jobs/{job_id}/{route}", user="alice", body=body)
+
+    # Then a 503 that says to repeat, never a 500; the job did change, and its sweep is queued
+    assert (reply.status, reply.body["code"]) == (503, "OUTCOME_UNKNOWN"), reply.body
+    assert reply.headers.get("Retry-After") == "1" and reply.body["details"]["sweepQueued"] is True
+    expected = "CLOSED" if route == "book" else "CANCELLED"
+    assert api.call("GET", f"/jobs/{job_id}", user="alice").body["status"] == expected
+    # and the sweep alone, with no repeat, declines every other application
+    run_worker(client, aws)
+    statuses = Counter(a["status"] for a in api.applications("alice", job_id))
+    assert statuses == (Counter({"ACCEPTED": 1, "DECLINED": 2}) if route == "book" else Counter({"DECLINED": 3}))
+
+    # And the repeat, once DynamoDB answers again, says what happened
+    bootstrap.reset()
+    repeat = api.call("POST", f"/jobs/{job_id}/{route}", user="alice", body=body)
+    assert repeat.status == 200, repeat.body
+
+
+def test_a_job_posted_whose_answer_is_lost_is_posted_once(api: Api, aws: Aws) -> None:
+    LoseAnswers(lost=1, in_progress=1).attach()
+    reply = api.call("POST", "/jobs", user="alice", body=job_body())
+    assert reply.status == 201, reply.body
+    assert [i["jobId"]["S"] for i in _items(aws, "JOB")] == [reply.body["jobId"]]
 
 
 # ------------------------------------------------------------- own job

@@ -146,6 +146,8 @@ CASES: dict[str, Callable[[], str | None]] = {
     "group in the wrong case": lambda: "Bearer " + _signed(**{"cognito:groups": ["Parents", "NANNIES"]}),
     "nested group list": lambda: "Bearer " + _signed(**{"cognito:groups": [["parents"]]}),
     "no username": lambda: "Bearer " + _signed(**{"cognito:username": ...}),
+    "no sub": lambda: "Bearer " + _signed(sub=...),
+    "sub bending a key": lambda: "Bearer " + _signed(sub="alice#JOB#01HZZ"),
     "username bending a key": lambda: "Bearer " + _signed(**{"cognito:username": "alice#JOB#01HZZ"}),
     "username with a slash": lambda: "Bearer " + _signed(**{"cognito:username": "alice/bob"}),
     "username of 129 characters": lambda: "Bearer " + _signed(**{"cognito:username": "a" * 129}),

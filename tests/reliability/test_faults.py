@@ -96,7 +96,8 @@ def _ops(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def parent_user(token: str) -> str:
-    return jwt.decode(token, options={"verify_signature": False})["cognito:username"]
+    """The user id (sub) the token speaks for."""
+    return jwt.decode(token, options={"verify_signature": False})["sub"]
 
 
 def _peek_all(stack: Stack, queue_url: str) -> list[str]:

@@ -82,7 +82,9 @@ def _cases(w: dict[str, str]) -> list[Case]:
         Case("JSON string", "POST", "/jobs", 400, "INVALID_BODY", b'"title"'),
         Case("JSON number", "POST", "/jobs", 400, "INVALID_BODY", b"42"),
         Case("empty body", "POST", "/jobs", 400, "INVALID_BODY", b""),
-        Case("duplicate key, last one bad", "POST", "/jobs", 400, "INVALID_BODY", b'{"title":"ok","title":5}'),
+        # two parsers on the path could read a duplicated key differently: refused outright
+        Case("duplicate key, last one bad", "POST", "/jobs", 400, "INVALID_JSON", b'{"title":"ok","title":5}'),
+        Case("duplicate key, both good", "POST", "/jobs", 400, "INVALID_JSON", _job()[:-1] + b',"title":"b"}'),
         Case(
             "integer of 5000 digits",
             "POST",
@@ -445,6 +447,58 @@ def _cases(w: dict[str, str]) -> list[Case]:
         Case("unencoded slash in id", "GET", f"/jobs/{job}/../me", 403, None),
         Case("no token, bad body", "POST", "/jobs", 401, None, b"[" * 5000, who="nobody"),
     ]
+    return cases + _hostile_numbers(job, app)
+
+
+# Numbers no parser may disagree on, on every route that reads a body: exponents past what
+# `decimal` holds (at both ends), NaN and infinities, integers too long to read, and
+# numbers that read fine but stand where a string, an id or nothing belongs.
+UNREADABLE_NUMBERS = {
+    "exponent -9999999999999999999": b"1e-9999999999999999999",
+    "exponent +9999999999999999999": b"1e9999999999999999999",
+    "exponent +99999999999999999999": b"-1E+99999999999999999999",
+    "NaN": b"NaN",
+    "Infinity": b"Infinity",
+    "-Infinity": b"-Infinity",
+    "5000 digits": b"9" * 5000,
+    "-5000 digits": b"-" + b"9" * 5000,
+}
+MISPLACED_NUMBERS = {
+    "-0": b"-0",
+    "-0.0": b"-0.0",
+    "exponent +999999": b"1e999999",
+    "exponent -999999": b"1e-999999",
+    "30 digits": b"123456789012345678901234567890",
+}
+
+
+def _hostile_numbers(job: str, app: str) -> list[Case]:
+    # route: (path, the field the number stands in, the code when it reads fine, who)
+    routes = {
+        "post a job": ("/jobs", "hourlyRate", "INVALID_BODY", "owner"),
+        "apply": (f"/jobs/{job}/applications", "message", "INVALID_BODY", "nanny"),
+        "book": (f"/jobs/{job}/book", "applicationId", "INVALID_ID", "owner"),
+        "cancel": (f"/jobs/{job}/cancel", "reason", "INVALID_BODY", "owner"),
+        "withdraw": (f"/jobs/{job}/applications/{app}/withdraw", "n", "UNKNOWN_FIELD", "nanny"),
+    }
+    cases = []
+    for route, (path, name, misplaced_code, who) in routes.items():
+        base = _job() if route == "post a job" else b"{}"
+        for numbers, code in ((UNREADABLE_NUMBERS, "INVALID_JSON"), (MISPLACED_NUMBERS, misplaced_code)):
+            for label, number in numbers.items():
+                body = base[:-1] + (b"," if base != b"{}" else b"") + f'"{name}":'.encode() + number + b"}"
+                cases.append(Case(f"{route}: number {label}", "POST", path, 400, code, body, who=who))
+        cases.append(
+            Case(
+                f"{route}: duplicate key",
+                "POST",
+                path,
+                400,
+                "INVALID_JSON",
+                b'{"%s":"a","%s":"b"}' % (name.encode(), name.encode()),
+                who=who,
+            )
+        )
     return cases
 
 

@@ -235,7 +235,9 @@ def test_one_nanny_applying_many_times_at_once_applies_once(stack: Stack) -> Non
         codes = Counter(_code(r) for r in replies)
         FIGURES.add("races", "duplicate-apply rounds")
         mine = [
-            i for i in stack.job_partition(job_id) if i["type"]["S"] == "APPLICATION" and i["applicant"]["S"] == nanny
+            i
+            for i in stack.job_partition(job_id)
+            if i["type"]["S"] == "APPLICATION" and i["applicantName"]["S"] == nanny
         ]
         if codes["201"] != 1 or len(mine) != 1 or set(codes) - {"201", "409 ALREADY_APPLIED", "409 CONCURRENT_UPDATE"}:
             FIGURES.add("races", "duplicate applications")

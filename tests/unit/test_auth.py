@@ -123,10 +123,28 @@ def test_keys_come_from_a_url_and_are_cached(jwks: dict[str, Any], make_token) -
 def test_caller_round_trips_through_the_authorizer_context() -> None:
     from chalicelib.domain import Caller
 
-    caller = Caller("alice", frozenset({Role.NANNY, Role.PARENT}))
+    caller = Caller("9b2c", "alice", frozenset({Role.NANNY, Role.PARENT}), email="alice@example.com")
     assert caller_from_context(caller_to_context(caller)) == caller
+    without_email = Caller("9b2c", "alice", frozenset({Role.PARENT}))
+    assert "email" not in caller_to_context(without_email)
+    assert caller_from_context(caller_to_context(without_email)) == without_email
     assert caller_from_context({}) is None
-    assert caller_from_context({"username": "a#b", "roles": "parents"}) is None
+    assert caller_from_context({"userId": "9b2c", "username": "a#b", "roles": "parents"}) is None
+    assert caller_from_context({"userId": "a#b", "username": "alice", "roles": "parents"}) is None
+    assert caller_from_context({"username": "alice", "roles": "parents"}) is None  # no sub, no caller
+
+
+def test_the_identity_is_the_sub_and_the_email_is_kept_only_when_usable(verifier: TokenVerifier, make_token) -> None:
+    caller = verifier.verify("Bearer " + make_token("alice", sub="sub-1", email="alice@example.com"))
+    assert (caller.user_id, caller.username, caller.email) == ("sub-1", "alice", "alice@example.com")
+    # The same name on another account (a new sub) is another person.
+    assert verifier.verify("Bearer " + make_token("alice", sub="sub-2")).user_id == "sub-2"
+    assert verifier.verify("Bearer " + make_token("alice", email="not an address")).email is None
+    unverified = make_token("alice", email="alice@example.com", email_verified="false")
+    assert verifier.verify("Bearer " + unverified).email is None
+    for sub in (None, "a#b", "", 42):
+        with pytest.raises(InvalidToken):
+            verifier.verify("Bearer " + make_token("alice", sub=sub))
 
 
 # Far from today, so that a clock left unfrozen fails these tests instead of passing them.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from chalicelib import lambda_authorizer
+from tests.conftest import user_id
 
 ROOT = Path(__file__).resolve().parents[2]
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:111122223333:a1b2c3/api/POST/jobs/01J0000000000000000000000/book"
@@ -63,8 +64,8 @@ def test_a_valid_token_is_allowed_everywhere_on_the_stage_and_a_bad_one_nowhere(
     _, lean = both
     tokens = _tokens(make_token, other_key)
     allowed = lean(_event(tokens["parent"]), None)
-    assert allowed["principalId"] == "alice"
-    assert allowed["context"] == {"username": "alice", "roles": "parents"}
+    assert allowed["principalId"] == user_id("alice")
+    assert allowed["context"] == {"userId": user_id("alice"), "username": "alice", "roles": "parents"}
     (statement,) = allowed["policyDocument"]["Statement"]
     assert statement["Resource"] == ["arn:aws:execute-api:eu-west-1:111122223333:a1b2c3/api/*/*"]
     for bad in ("expired", "tampered", "not a jwt"):

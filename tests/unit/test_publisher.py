@@ -175,3 +175,19 @@ def test_a_version_must_be_a_known_integer() -> None:
         with pytest.raises(UnknownVersion):
             parse_message(body(unknown))
     assert parse_message(SweepJob(job_id).to_json()) == SweepJob(job_id)
+
+
+def test_the_sweep_goes_out_in_the_first_batch_whatever_the_number_of_declines() -> None:
+    first_batches: list[list[str]] = []
+
+    class Recording:
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
+            first_batches.append([json.loads(e["MessageBody"])["kind"] for e in Entries])
+            return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    # One batch at a time: the order of the calls is the order of the batches.
+    publisher = SqsDeclinePublisher(Recording(), lambda: "q", concurrency=1)
+    publisher.publish(new_id(), [new_id() for _ in range(125)], sweep_after=30)
+    assert len(first_batches) == 13
+    assert first_batches[0][0] == "SweepJob"
+    assert all("SweepJob" not in batch for batch in first_batches[1:])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
+from chalicelib import items
+from chalicelib.domain import is_valid_id
 from chalicelib.shards import EXHAUSTED, first_round_size, merge_newest_first
 
 
@@ -84,3 +87,14 @@ def test_exhausted_shards_are_not_read_again() -> None:
     assert page.items == ["0003", "0002"]
     assert {shard for shard, _, _ in fake.reads} == {0}
     assert page.cursor == {0: "0002", 1: EXHAUSTED}
+
+
+def test_ids_spread_over_every_shard() -> None:
+    # 800 fixed ids (a seeded generator, so the figure cannot change between runs)
+    rng = random.Random(42)
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    ids = ["0" + "".join(rng.choice(alphabet) for _ in range(25)) for _ in range(800)]
+    assert all(is_valid_id(i) for i in ids)
+    counts = Counter(items.open_shard(i) for i in ids)
+    assert sorted(counts) == list(range(items.OPEN_JOB_SHARDS))
+    assert max(counts.values()) <= 1.4 * 800 / items.OPEN_JOB_SHARDS
