@@ -167,10 +167,18 @@ def json_body(raw: bytes | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # RecursionError: nesting deeper than the interpreter's stack, still just bad JSON.
+        data = json.loads(
+            raw.decode("utf-8"),
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError, ArithmeticError):
+        # RecursionError: nesting deeper than the interpreter's stack; ArithmeticError: a
+        # number `decimal` cannot hold (1e-9999999999999999999). Still just bad JSON.
         raise InvalidInput("The body is not valid JSON.", code="INVALID_JSON") from None
+    except _DuplicateKey as dup:
+        raise InvalidInput(f"The body repeats the key {dup.key!r}.", code="INVALID_JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
     return data
@@ -178,6 +186,22 @@ def json_body(raw: bytes | None) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(name)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key[:100]
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuses a repeated key: parsers differ on which one wins, so nobody may rely on it."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
+    return data
 
 
 def only_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
@@ -251,8 +275,12 @@ def _rate(value: Any) -> Decimal | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise InvalidInput("hourlyRate must be a number.", code="INVALID_BODY", field="hourlyRate")
-    rate = Decimal(str(value))
-    if not rate.is_finite() or rate <= 0 or rate > 10_000 or rate != rate.quantize(Decimal("0.01")):
+    try:
+        rate = Decimal(str(value))
+        valid = rate.is_finite() and 0 < rate <= 10_000 and rate == rate.quantize(Decimal("0.01"))
+    except ArithmeticError:  # an exponent past what `decimal` can compute with
+        valid = False
+    if not valid:
         raise InvalidInput(
             "hourlyRate must be positive, at most 10000, with at most 2 decimals.",
             code="INVALID_BODY",

@@ -93,3 +93,35 @@ def test_query_params() -> None:
     for bad in [{"limit": "-1"}, {"limit": "1e2"}, {"limit": "٣"}, {"page": "2"}]:
         with pytest.raises(InvalidInput):
             http.query_params(bad)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"hourlyRate": 1e-9999999999999999999}',
+        b'{"hourlyRate": -1E+99999999999999999999}',
+        b'{"a": {"b": 1e9999999999999999999}}',
+        b'{"n": ' + b"9" * 5000 + b"}",
+        b'{"n": NaN}',
+        b'{"n": -Infinity}',
+    ],
+)
+def test_a_number_no_parser_can_hold_is_invalid_json(raw: bytes) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        http.json_body(raw)
+    assert refused.value.code == "INVALID_JSON"
+
+
+@pytest.mark.parametrize("raw", [b'{"title":"a","title":"b"}', b'{"a":{"x":1,"x":1}}', b'{"a":[{"k":1,"k":2}]}'])
+def test_a_repeated_key_anywhere_is_invalid_json(raw: bytes) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        http.json_body(raw)
+    assert refused.value.code == "INVALID_JSON" and "repeats the key" in refused.value.message
+
+
+@pytest.mark.parametrize("rate", ["1e999999", "1e-999999", "-0", "-0.0", "1e999999999999999999"])
+def test_a_readable_but_absurd_rate_is_invalid_body(rate: str) -> None:
+    body = http.json_body(b'{"hourlyRate": ' + rate.encode() + b"}")
+    with pytest.raises(InvalidInput) as refused:
+        http._rate(body["hourlyRate"])
+    assert refused.value.code == "INVALID_BODY"
