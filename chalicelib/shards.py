@@ -38,6 +38,20 @@ class _Shard(Generic[T]):
     more: bool = True  # the shard may hold items past what was fetched
 
 
+# A refill reads this many at least: a shard of filtered-out (started) jobs is crossed in
+# few reads, whatever the page's size. DynamoDB's Limit counts items read, not returned.
+REFILL_SIZE = 50
+
+
+def max_reads(shards: int) -> int:
+    """Reads one page may make: the first round (in parallel), then as many refills in a row.
+
+    Past it the page ends early, maybe short or empty, with a cursor that resumes every shard
+    where it stopped: a page's work is bounded whatever the index holds (README "Data model").
+    """
+    return 2 * shards
+
+
 def first_round_size(limit: int, shards: int) -> int:
     """Items asked of each shard at first: twice a fair share, so a refill is rare."""
     return max(1, min(limit, 2 * math.ceil(limit / shards)))
@@ -62,12 +76,16 @@ def merge_newest_first(
         _take(st, found, last)
 
     out: list[T] = []
+    reads, budget = len(active), max_reads(shard_count)
     while len(out) < limit:
         for st in active:
             # A dry shard that may hold more must be read before any pick: its next
             # item could be newer than every other head.
-            while not st.buffer and st.more:
-                _take(st, *fetch(st.shard, st.next_start, limit - len(out)))
+            while not st.buffer and st.more and reads < budget:
+                _take(st, *fetch(st.shard, st.next_start, max(limit - len(out), REFILL_SIZE)))
+                reads += 1
+        if any(not st.buffer and st.more for st in active):
+            break  # out of reads: no pick is safe until that shard is read; the next page resumes it
         heads = [st for st in active if st.buffer]
         if not heads:
             break

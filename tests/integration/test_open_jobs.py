@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib import bootstrap
 from chalicelib import items as it
-from chalicelib.domain import new_id
+from chalicelib.domain import Job, JobStatus, format_time, new_id, utc_now
+from chalicelib.shards import max_reads
 from tests.integration.conftest import Api, Aws
 
 
@@ -93,3 +95,48 @@ def test_a_tampered_or_bent_cursor_is_refused(api: Api, aws: Aws, bend: str) -> 
     # while the token as issued resumes the listing
     rest = api.call("GET", f"/jobs?nextToken={token}", user="alice").body["items"]
     assert [j["jobId"] for j in first["items"] + rest] == list(reversed(jobs))
+
+
+def _stale_listings(aws: Aws, count: int) -> None:
+    """Listings of jobs that started an hour ago, which TTL has not deleted yet."""
+    started = utc_now() - timedelta(hours=1)
+    requests = []
+    for _ in range(count):
+        job = Job(
+            job_id=new_id(),
+            owner="someone",
+            status=JobStatus.OPEN,
+            title="Past",
+            starts_at=format_time(started),
+            ends_at=format_time(started + timedelta(hours=2)),
+            created_at=format_time(started - timedelta(days=1)),
+        )
+        requests.append({"PutRequest": {"Item": it.serialize(it.listing_item(job))}})
+    for i in range(0, len(requests), 25):
+        assert not aws.dynamodb.batch_write_item(RequestItems={aws.table: requests[i : i + 25]}).get("UnprocessedItems")
+
+
+@pytest.mark.parametrize("limit", [6, 20])
+def test_one_page_s_work_is_bounded_among_thousands_of_started_jobs(api: Api, aws: Aws, limit: int) -> None:
+    # Given 5 open jobs among 2,000 listings of jobs that have started
+    _stale_listings(aws, 2000)
+    live = [api.create_job("alice")["jobId"] for _ in range(5)]
+    queries: list[int] = []
+    bootstrap.dynamodb_client().meta.events.register("before-call.dynamodb.Query", lambda **_: queries.append(1))
+
+    # When a nanny pages through GET /jobs
+    seen: list[str] = []
+    token, per_page = None, []
+    while True:
+        before = len(queries)
+        reply = api.call("GET", f"/jobs?limit={limit}" + (f"&nextToken={token}" if token else ""), user="nina")
+        assert reply.status == 200, reply.body
+        per_page.append(len(queries) - before)
+        seen += [j["jobId"] for j in reply.body["items"]]
+        token = reply.body["nextToken"]
+        if not token:
+            break
+
+    # Then no page took more than its bound of queries, and every open job came once, newest first
+    assert max(per_page) <= max_reads(it.OPEN_JOB_SHARDS), per_page
+    assert seen == list(reversed(live))

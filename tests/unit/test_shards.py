@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib import items
 from chalicelib.domain import is_valid_id
-from chalicelib.shards import EXHAUSTED, first_round_size, merge_newest_first
+from chalicelib.shards import EXHAUSTED, REFILL_SIZE, first_round_size, max_reads, merge_newest_first
 
 
 class FakeShards:
@@ -98,3 +98,34 @@ def test_ids_spread_over_every_shard() -> None:
     counts = Counter(items.open_shard(i) for i in ids)
     assert sorted(counts) == list(range(items.OPEN_JOB_SHARDS))
     assert max(counts.values()) <= 1.4 * 800 / items.OPEN_JOB_SHARDS
+
+
+@pytest.mark.parametrize("limit", [1, 6, 20, 100])
+def test_a_page_s_reads_are_bounded_however_many_items_the_filter_hides(limit: int) -> None:
+    # Given 5 visible items among 2,000 hidden ones (started jobs TTL has not deleted yet)
+    rng = random.Random(limit)
+    ids = [f"{i:05d}" for i in range(2005)]
+    visible = set(rng.sample(ids, 5))
+    per_shard: dict[int, list[str]] = {n: [] for n in range(8)}
+    for i in ids:
+        per_shard[rng.randrange(8)].append(i)
+    fake = FakeShards(per_shard, hidden=frozenset(set(ids) - visible))
+
+    # When a client pages through, counting each page's reads
+    seen: list[str] = []
+    cursor: dict[int, str] = {}
+    pages = 0
+    while True:
+        before = len(fake.reads)
+        page = merge_newest_first(cursor, 8, limit, fake.fetch)
+        pages += 1
+        # Then no page reads more than its bound
+        assert len(fake.reads) - before <= max_reads(8)
+        seen += page.items
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    # and every visible item still comes, once, newest first
+    assert seen == sorted(visible, reverse=True)
+    # in few pages: those the visible items fill, and one per full budget of refills
+    assert pages <= -(-5 // limit) + 2000 // (REFILL_SIZE * (max_reads(8) - 8)) + 2
