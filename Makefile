@@ -13,7 +13,7 @@ EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
 .PHONY: help venv emulator test unit integration e2e reliability lint format local token demo \
-        bench package deploy smoke destroy aws-emulator reconcile redrive clean-local
+        bench package deploy smoke destroy aws-emulator reconcile redrive rotate-page-token-key clean-local
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -107,3 +107,6 @@ reconcile: venv ## queue declines a crash left behind: make reconcile STAGE=dev
 
 redrive: venv ## move DLQ messages back to the declines queue: make redrive STAGE=dev
 	@$(BIN)/python -m tools.ops redrive --stage $(STAGE)
+
+rotate-page-token-key: venv ## one step of replacing the page-token key (run twice, >= 5 min apart): make rotate-page-token-key STAGE=dev
+	@$(BIN)/python -m tools.ops rotate-page-token-key --stage $(STAGE) $(if $(filter 1,$(FORCE)),--force)

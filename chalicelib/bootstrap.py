@@ -152,9 +152,10 @@ def verifier() -> TokenVerifier:
 
 
 def page_tokens() -> PageTokens:
-    from chalicelib.secrets import page_token_secret  # SSM on a deployed stage; no fallback
+    from chalicelib.secrets import PageTokenKeySource  # SSM on a deployed stage; no fallback
 
-    return _get("page_tokens", lambda: PageTokens(page_token_secret()))
+    # The source re-reads the keys on their max age: a rotation reaches warm containers.
+    return _get("page_tokens", lambda: PageTokens(PageTokenKeySource()))
 
 
 def partial_batch_responses() -> bool:

@@ -6,10 +6,23 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Protocol
 
 from chalicelib.domain import InvalidInput
 
 _MAX_TOKEN_LENGTH = 2048
+
+
+class KeySet(Protocol):
+    signing: str
+    accepted: tuple[str, ...]
+
+
+@lru_cache(maxsize=8)
+def _derived(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -21,17 +34,29 @@ def _unb64(text: str) -> bytes:
 
 
 class PageTokens:
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(secret.encode("utf-8")).digest()
+    """Signs with the current key; accepts a token signed with any key the stage accepts
+    (the previous or next one during a rotation). ``keys`` is asked on every use."""
+
+    def __init__(self, keys: str | Callable[[], KeySet]) -> None:
+        self._keys = keys
+
+    def _key_set(self) -> tuple[str, tuple[str, ...]]:
+        if isinstance(self._keys, str):
+            return self._keys, (self._keys,)
+        found = self._keys()
+        return found.signing, found.accepted
 
     def encode(self, scope: str, cursor: dict | None) -> str | None:
         if cursor is None:
             return None
         payload = json.dumps({"s": scope, "k": cursor}, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        signing, _ = self._key_set()
+        return f"{_b64(payload)}.{_b64(_sign(signing, payload))}"
 
     def decode(self, scope: str, token: str | None) -> dict | None:
         """The cursor inside ``token``, or None for the first page; 400 if forged."""
+        # Asked first, even for a first page: without keys a listing is refused before any read.
+        _, accepted = self._key_set()
         if token is None:
             return None
         invalid = InvalidInput("nextToken is not valid for this request.", code="INVALID_NEXT_TOKEN")
@@ -43,7 +68,7 @@ class PageTokens:
             given = _unb64(signature)
         except (ValueError, TypeError):
             raise invalid from None
-        if not hmac.compare_digest(given, self._sign(payload)):
+        if not any(hmac.compare_digest(given, _sign(key, payload)) for key in accepted):
             raise invalid
         try:
             data = json.loads(payload)
@@ -53,5 +78,6 @@ class PageTokens:
             raise invalid
         return data["k"]
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:18]
+
+def _sign(secret: str, payload: bytes) -> bytes:
+    return hmac.new(_derived(secret), payload, hashlib.sha256).digest()[:18]

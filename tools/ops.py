@@ -27,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from chalicelib.declines import SqsDeclinePublisher, cached_queue_url
 from chalicelib.store import DynamoStore
+from tools.deploy_secret import rotate_page_token_key
+from tools.deploy_settings import DeployError
 
 Printer = Callable[[str], None]
 
@@ -332,6 +334,12 @@ def cmd_redrive(args: argparse.Namespace, out: Printer = _say) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_rotate_page_token_key(args: argparse.Namespace, out: Printer = _say) -> int:
+    out(f"rotate the page-token key of stage {args.stage}")
+    rotate_page_token_key(_client("ssm"), args.stage, force=args.force, out=out)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.ops", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -349,14 +357,20 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--method", choices=("auto", "task", "copy"), default="auto")
             p.add_argument("--wait-seconds", type=int, default=2, help="long-poll time of each DLQ receive (copy)")
             p.add_argument("--max-messages", type=int, help="stop after this many (copy)")
+    rotate = sub.add_parser(
+        "rotate-page-token-key", help="one step of replacing the page-token key (run twice, 5 minutes apart)"
+    )
+    rotate.add_argument("--stage", required=True)
+    rotate.add_argument("--force", action="store_true", help="step 2 without waiting for the containers' max age")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: Printer = _say) -> int:
     args = _parser().parse_args(argv)
+    commands = {"reconcile": cmd_reconcile, "redrive": cmd_redrive, "rotate-page-token-key": cmd_rotate_page_token_key}
     try:
-        return cmd_reconcile(args, out) if args.command == "reconcile" else cmd_redrive(args, out)
-    except OpsError as exc:
+        return commands[args.command](args, out)
+    except (OpsError, DeployError) as exc:
         print(f"{args.command} failed: {exc}", file=sys.stderr)
     except NoRegionError:
         print(f"{args.command} failed: no AWS region configured (set AWS_REGION)", file=sys.stderr)

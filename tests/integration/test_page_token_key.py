@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 from chalice.test import Client
 
 from app import app
 from chalicelib import bootstrap
+from chalicelib.domain import InvalidInput
+from chalicelib.pagination import PageTokens
+from chalicelib.secrets import MAX_AGE_SECONDS, PageTokenKeySource, parameter_name
+from tests.integration.conftest import Api, Aws
+from tools.deploy_secret import rotate_page_token_key
+from tools.deploy_settings import DeployError
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
@@ -36,3 +44,75 @@ def test_listings_answer_503_page_tokens_unavailable_without_a_key(
     assert json.loads(answer.body)["code"] == "PAGE_TOKENS_UNAVAILABLE"
     assert answer.headers["Retry-After"]
     assert "/booking/dev/page-token-secret" in caplog.text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+FIRST_KEY = "first-key-" + "0" * 40
+
+
+def test_a_rotation_in_two_steps_reaches_warm_containers_and_never_breaks_paging(
+    api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stage whose key is in SSM, and a warm container that has read it
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=parameter_name("test"), Value=FIRST_KEY, Type="SecureString")
+    monkeypatch.delenv("PAGE_TOKEN_SECRET")
+    monkeypatch.setenv("PAGE_TOKEN_SECRET_PARAMETER", parameter_name("test"))
+    clock = Clock()
+    bootstrap.override(page_tokens=PageTokens(PageTokenKeySource(clock=clock)))
+    for _ in range(12):
+        api.create_job("alice")
+
+    def page(token: str | None) -> tuple[int, str | None]:
+        reply = api.call("GET", "/jobs?limit=1" + (f"&nextToken={token}" if token else ""), user="nina")
+        return reply.status, (reply.body.get("nextToken") if reply.status == 200 else reply.body["code"])
+
+    _, before_rotation = page(None)
+    assert before_rotation
+    cursor = PageTokens(FIRST_KEY).decode("jobs:open", before_rotation)
+
+    # When the key is rotated: step 1 (the new key accepted), the containers' max age, step 2
+    assert rotate_page_token_key(ssm, "test", out=lambda _: None) == "accepting"
+    status, during = page(before_rotation)
+    assert status == 200 and during
+    PageTokens(FIRST_KEY).decode("jobs:open", during)  # not re-read yet: still signed with the first key
+    clock.now += MAX_AGE_SECONDS
+    assert rotate_page_token_key(ssm, "test", force=True, out=lambda _: None) == "signing"
+    # a container started now signs with the new key; the warm one, not re-read yet, accepts it
+    by_a_new_container = PageTokens(PageTokenKeySource()).encode("jobs:open", cursor)
+    assert page(by_a_new_container)[0] == 200
+    clock.now += MAX_AGE_SECONDS
+
+    # Then every token issued before, during and after the rotation pages on
+    for token in (before_rotation, during, by_a_new_container):
+        assert page(token)[0] == 200
+    # and the warm container signs with the new key now
+    _, after = page(None)
+    assert after
+    with pytest.raises(InvalidInput):
+        PageTokens(FIRST_KEY).decode("jobs:open", after)
+
+    # And one rotation later the first key is accepted no more
+    rotate_page_token_key(ssm, "test", out=lambda _: None)
+    clock.now += MAX_AGE_SECONDS
+    rotate_page_token_key(ssm, "test", force=True, out=lambda _: None)
+    clock.now += MAX_AGE_SECONDS
+    assert page(before_rotation) == (400, "INVALID_NEXT_TOKEN")
+    assert page(after)[0] == 200
+
+
+def test_step_two_waits_for_the_containers_max_age(aws: Aws) -> None:
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=parameter_name("test"), Value=FIRST_KEY, Type="SecureString")
+    rotate_page_token_key(ssm, "test", out=lambda _: None)
+    with pytest.raises(DeployError, match="wait"):
+        rotate_page_token_key(ssm, "test", out=lambda _: None)
+    later = datetime.now(UTC) + timedelta(seconds=MAX_AGE_SECONDS + 1)
+    assert rotate_page_token_key(ssm, "test", now=later, out=lambda _: None) == "signing"

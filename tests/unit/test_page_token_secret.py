@@ -111,3 +111,36 @@ def test_the_api_policies_read_that_one_parameter() -> None:
                 "Resource": [f"arn:aws:ssm:*:*:parameter/booking/{stage}/page-token-secret"],
             }
         ]
+
+
+def test_keys_are_re_read_on_their_max_age_and_kept_through_a_failed_re_read() -> None:
+    values = ["a" * 20, json.dumps({"current": "a" * 20, "next": "b" * 20})]
+    now = [0.0]
+
+    def fetch(name: str) -> str:
+        if not values:
+            raise RuntimeError("SSM down")
+        return values.pop(0)
+
+    source = secrets.PageTokenKeySource({"PAGE_TOKEN_SECRET_PARAMETER": NAME}, fetch, clock=lambda: now[0])
+    assert source().accepted == ("a" * 20,)
+    now[0] += secrets.MAX_AGE_SECONDS - 1
+    assert source().accepted == ("a" * 20,)  # not yet re-read
+    now[0] += 1
+    assert source() == secrets.PageTokenKeys("a" * 20, ("a" * 20, "b" * 20))
+    now[0] += secrets.MAX_AGE_SECONDS
+    assert source().accepted == ("a" * 20, "b" * 20)  # the re-read failed: the keys held are kept
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"next": "bbbbbbbbbbbbbbbbbbbb"}', '{"current": 5}', '{"current": "short"}', "{not json", '{"current": null}'],
+)
+def test_a_malformed_key_set_is_refused_not_used(value: str) -> None:
+    with pytest.raises(PageTokensUnavailable):
+        secrets.parse_keys(value)
+
+
+def test_a_rotated_value_signs_with_current_and_accepts_all_three() -> None:
+    keys = secrets.parse_keys(json.dumps({"current": "c" * 20, "previous": "p" * 20, "next": "n" * 20}))
+    assert keys.signing == "c" * 20 and set(keys.accepted) == {"c" * 20, "p" * 20, "n" * 20}
