@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -122,6 +123,68 @@ def test_a_timeout_after_the_commit_is_a_503_to_retry_and_the_replay_heals_it(
     assert not problems, "\n".join(problems)
     assert fault.attempts >= len(jobs)
     _expect_settled(stack, jobs, "post-commit faults")
+    FIGURES.add("post-commit faults", "bookings left with a PENDING application", 0)  # settled, or it failed
+
+
+class LostCommitAnswer:
+    """A transaction reaches the table, its answer is lost, and every re-send finds it in progress."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.in_progress = 0
+        self.armed = False
+
+    def before_call(self, model: Any, **_: Any) -> Any:
+        if model.name != "TransactWriteItems" or not self.armed:
+            return None
+        self.in_progress += 1
+        error = {"Code": "TransactionInProgressException", "Message": "in progress"}
+        return (SimpleNamespace(status_code=400, headers={}), {"Error": error})
+
+    def after_call(self, model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems" and not self.armed:
+            self.armed = True  # this one committed; its answer is lost, its re-sends run "in progress"
+            self.lost += 1
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.test")
+
+
+@pytest.mark.parametrize("fault", ["index read times out", "the commit's answer is lost"])
+def test_a_post_commit_fault_with_no_repeat_is_healed_by_the_sweep(
+    stack: Stack, in_process: Callable[..., InProcess], fault: str
+) -> None:
+    jobs = _jobs(stack, scaled(3, 12), scaled(6, 12))
+    app = in_process()
+    events = bootstrap.dynamodb_client().meta.events
+    bootstrap.declines_queue_url()()
+    answers: Counter[str] = Counter()
+    for parent, job_id, (chosen, *_) in jobs:
+        lost = LostCommitAnswer()
+        hooks = (
+            [("before-send.dynamodb.Query", TimeOut("Query"))]
+            if fault == "index read times out"
+            else [
+                ("before-call.dynamodb.TransactWriteItems", lost.before_call),
+                ("after-call.dynamodb.TransactWriteItems", lost.after_call),
+            ]
+        )
+        for event, hook in hooks:
+            events.register(event, hook)
+        try:
+            resp = _post(app, f"/jobs/{job_id}/book", parent, {"applicationId": chosen})
+        finally:
+            for event, hook in hooks:
+                events.unregister(event, hook)
+        body = _body(resp) or {}
+        answers[f"{resp.status_code} {body.get('code', '')}".strip()] += 1
+
+    # No client repeats anything: the sweep each booking queued first must decline the rest.
+    FIGURES.add("post-commit faults", "faults injected", len(jobs))
+    FIGURES.add("post-commit faults", "500s", sum(n for a, n in answers.items() if a.startswith("500")))
+    FIGURES.note(f"{fault}, no repeat: answers {dict(answers)}")
+    expected = "503 BOOKING_INCOMPLETE" if fault == "index read times out" else "503 OUTCOME_UNKNOWN"
+    assert answers == Counter({expected: len(jobs)})
+    _expect_settled(stack, jobs, "post-commit faults")
+    FIGURES.add("post-commit faults", "bookings left with a PENDING application", 0)  # settled, or it failed
 
 
 # ------------------------------------------------------------- re-sent creates
