@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Any
 
-from chalice import AuthResponse, Chalice, Response
+from chalice import AuthResponse, Chalice, Rate, Response
 
 from chalicelib import bootstrap
 from chalicelib import http as web
@@ -19,6 +19,8 @@ app = Chalice(app_name="babysitting-booking", configure_logs=False)
 # stage's environment variables set, so the subscription follows the stage.
 DECLINES_QUEUE_NAME = os.environ.get("DECLINES_QUEUE_NAME", "booking-declines")
 DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
+# How often the due jobs are settled (expired, completed); the local stack runs it more often.
+SETTLE_EVERY_MINUTES = int(os.environ.get("SETTLE_EVERY_MINUTES", "1"))
 
 
 # API Gateway caches each token's answer for ttl_seconds (per authorizer, not per token): an
@@ -205,5 +207,16 @@ def decline_worker(event: Any) -> dict[str, Any]:
             metrics=PowertoolsMetrics(),
             dead_letters=bootstrap.dead_letters(),
         )
+    finally:
+        flush_metrics()
+
+
+@app.schedule(Rate(SETTLE_EVERY_MINUTES, unit=Rate.MINUTES))
+def settle_due_jobs(event: Any) -> dict[str, Any]:
+    """OPEN jobs past their start expire, CLOSED jobs past their end complete (bounded per run)."""
+    start_invocation(getattr(event.context, "aws_request_id", None))
+    try:
+        report = bootstrap.service().settle_due_jobs()
+        return {"expired": report.expired, "completed": report.completed, "failed": report.failed}
     finally:
         flush_metrics()

@@ -1,4 +1,4 @@
-"""Use cases: post a job, apply, book a nanny, decline the others, cancel, withdraw.
+"""Use cases: post a job, apply, book a nanny, decline the others, cancel, withdraw, expire, complete.
 
 The service talks to its storage and queue through the small protocols below;
 ``bootstrap.py`` wires in DynamoDB and SQS, tests may wire in fakes.
@@ -34,9 +34,12 @@ from chalicelib.domain import (
     NewJob,
     OutcomeUnknown,
     Page,
+    Reason,
     Role,
+    SettleReport,
     Unavailable,
     WithdrawalResult,
+    decline_reason,
     format_time,
     new_id,
     utc_now,
@@ -64,12 +67,23 @@ class Store(Protocol):
     def job_with_pending_applications(
         self, job_id: str, *, consistent: bool = False
     ) -> tuple[Job | None, list[str]]: ...
-    def decline_application(self, job_id: str, application_id: str, now: str) -> DeclineOutcome: ...
+    def decline_application(
+        self, job_id: str, application_id: str, now: str, reason: Reason | None = None
+    ) -> DeclineOutcome: ...
+    def due_job_ids(self, now: str, limit: int) -> list[str]: ...
+    def expire_job(self, job_id: str, now: str) -> bool: ...
+    def complete_job(self, job: Job, now: str) -> bool: ...
+    def forget_due(self, job_id: str, status: JobStatus) -> None: ...
 
 
 class DeclinePublisher(Protocol):
     def publish(
-        self, job_id: str, application_ids: Sequence[str], *, sweep_after: int | None = None
+        self,
+        job_id: str,
+        application_ids: Sequence[str],
+        *,
+        sweep_after: int | None = None,
+        reason: Reason | None = None,
     ) -> EnqueueReport: ...
 
 
@@ -209,6 +223,7 @@ class BookingService:
         now = self._now()
         settled = self._settle(
             job_id,
+            reason=Reason.JOB_BOOKED,
             commit=lambda: self._store.close_job_and_accept(caller.user_id, job_id, application_id, now),
             as_committed=lambda job: replace(
                 job, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now
@@ -227,15 +242,18 @@ class BookingService:
     # ----------------------------------------------------------- cancelling
 
     def cancel(self, caller: Caller, job_id: str, reason: str | None) -> CancellationResult:
-        """Cancels an OPEN job and queues a decline for every PENDING application.
+        """Cancels a job, OPEN or booked (before its start), and queues a decline for every PENDING application.
 
-        Conditioned on OPEN like a booking, so of a cancel and a booking racing exactly
-        one commits. Safe to repeat: cancelling again re-queues whatever is still PENDING.
+        An OPEN job's cancel is conditioned on OPEN like a booking, so of a cancel and a
+        booking racing exactly one commits; a booked job's cancel on its application
+        still ACCEPTED, so of it and the nanny's withdrawal exactly one commits. Safe to
+        repeat: cancelling again re-queues whatever is still PENDING.
         """
         _require(caller, Role.PARENT, "Only parents can cancel jobs.")
         now = self._now()
         settled = self._settle(
             job_id,
+            reason=Reason.JOB_CANCELLED,
             commit=lambda: self._store.cancel_job(caller.user_id, job_id, reason, now),
             as_committed=lambda job: replace(job, status=JobStatus.CANCELLED, cancelled_at=now, cancel_reason=reason),
             keep=None,
@@ -248,6 +266,7 @@ class BookingService:
         self,
         job_id: str,
         *,
+        reason: Reason,
         commit: Callable[[], Job | None],
         as_committed: Callable[[Job], Job],
         keep: str | None,
@@ -289,7 +308,7 @@ class BookingService:
             raise texts.incomplete(sweepQueued=sweep_queued, **details) from exc
         pending = [p for p in pending if p != keep]
         try:
-            report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay)
+            report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay, reason=reason)
         except Exception:
             log.exception("job settled but publishing its declines failed", extra={"jobId": job_id})
             report = EnqueueReport(failed_ids=list(pending), sweep_failed=True)
@@ -334,39 +353,96 @@ class BookingService:
 
     # -------------------------------------------------------------- declines
 
-    def decline(self, job_id: str, application_id: str) -> DeclineOutcome:
-        outcome = self._store.decline_application(job_id, application_id, self._now())
+    def decline(self, job_id: str, application_id: str, reason: Reason | None = None) -> DeclineOutcome:
+        outcome = self._store.decline_application(job_id, application_id, self._now(), reason)
         self._metrics.count(
             "DeclinesApplied" if outcome is DeclineOutcome.DECLINED else "DeclinesSkipped",
         )
         if outcome is DeclineOutcome.SKIPPED_ACCEPTED:
             log.warning("decline asked for the accepted application; left ACCEPTED")
-        elif outcome is DeclineOutcome.SKIPPED_WITHDRAWN:
-            log.info("decline of a withdrawn application; left WITHDRAWN")
+        elif outcome in (DeclineOutcome.SKIPPED_WITHDRAWN, DeclineOutcome.SKIPPED_CANCELLED):
+            log.info("decline of a withdrawn or cancelled application; left as it is")
         elif outcome is DeclineOutcome.UNKNOWN_APPLICATION:
             log.warning("decline named an unknown application; dropped")
         return outcome
 
     def sweep(self, job_id: str) -> int:
-        """Declines every application of a booked or cancelled job still PENDING, read consistently.
+        """Declines every application of a booked, cancelled or expired job still PENDING, read consistently.
 
-        Queued (delayed) by each booking and cancellation for what its index query
+        Queued (delayed) by each booking, cancellation and expiry for what its index query
         missed; no application can be added once the job left OPEN, so this leaves none behind.
+        A job open again (its booked nanny backed out) keeps its applications.
         """
         job, pending = self._store.job_with_pending_applications(job_id, consistent=True)
-        if job is None or job.status is JobStatus.OPEN:
-            log.warning("sweep of a job that is still open; nothing to do", extra={"jobId": job_id})
+        reason = decline_reason(job.status) if job is not None else None
+        if job is None or reason is None:
+            log.warning("sweep of a job that is open; nothing to do", extra={"jobId": job_id})
             return 0
         declined = 0
         for application_id in pending:
             if application_id == job.accepted_application_id:
                 continue
-            if self.decline(job_id, application_id) is DeclineOutcome.DECLINED:
+            if self.decline(job_id, application_id, reason) is DeclineOutcome.DECLINED:
                 declined += 1
         if declined:
             log.warning("sweep declined %d applications the booking had not seen", declined, extra={"jobId": job_id})
         self._metrics.count("DeclinesSwept", declined)
         return declined
+
+    # ---------------------------------------------------- expiry, completion
+
+    def settle_due_jobs(self, limit_per_shard: int = 25, now: str | None = None) -> SettleReport:
+        """The scheduled run: OPEN jobs past their start expire (their applications declined,
+        ``JOB_EXPIRED``), CLOSED jobs past their end complete.
+
+        Bounded: at most ``limit_per_shard`` jobs of each shard of the ``dueJobs`` index a
+        run. Every step is conditioned on the job's state and time, so two runs at once, or
+        a run repeated, change nothing twice; an expired job stays in the index until its
+        declines are queued, so a run that stopped half-way is finished by the next.
+        """
+        now = now or self._now()
+        expired = completed = queued = failed = 0
+        ids = self._store.due_job_ids(now, limit_per_shard)
+        for job_id in ids:
+            try:
+                job = self._store.get_job(job_id)
+                if job is None:
+                    continue
+                if job.status is JobStatus.OPEN and job.has_started(now):
+                    if not self._store.expire_job(job_id, now):
+                        continue  # booked or cancelled meanwhile: its new state decides
+                    expired += 1
+                    self._metrics.count("JobsExpired")
+                    job = replace(job, status=JobStatus.EXPIRED, expired_at=now)
+                if job.status is JobStatus.EXPIRED:
+                    queued += self._decline_expired(job)
+                    self._store.forget_due(job_id, JobStatus.EXPIRED)
+                elif job.status is JobStatus.CLOSED and job.has_ended(now) and self._store.complete_job(job, now):
+                    completed += 1
+                    self._metrics.count("JobsCompleted")
+            except Unavailable:
+                failed += 1
+                log.warning("settling a due job failed; the next run retries it", extra={"jobId": job_id})
+        if expired or completed or failed:
+            log.info(
+                "settled due jobs: %d expired, %d completed, %d failed",
+                expired,
+                completed,
+                failed,
+                extra={"declinesQueued": queued},
+            )
+        more = len(ids) >= limit_per_shard
+        return SettleReport(expired, completed, queued, failed, more)
+
+    def _decline_expired(self, job: Job) -> int:
+        """Queues a decline (``JOB_EXPIRED``) for each PENDING application, and the sweep."""
+        _, pending = self._store.job_with_pending_applications(job.job_id)
+        report = self._publisher.publish(job.job_id, pending, sweep_after=self._sweep_delay, reason=Reason.JOB_EXPIRED)
+        self._metrics.count("DeclinesQueued", report.queued)
+        if report.failed_ids or report.sweep_failed:
+            self._metrics.count("DeclinesNotQueued", len(report.failed_ids))
+            raise Unavailable("Not every decline of an expired job was queued.", jobId=job.job_id)
+        return report.queued
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ _TRACED = (
     "get_application",
     "decline",
     "sweep",
+    "settle_due_jobs",
     "list_applications",
 )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain import EnqueueReport, is_valid_id
+from chalicelib.domain import EnqueueReport, Reason, is_valid_id
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,13 @@ def _dump(data: dict[str, Any]) -> str:
 class DeclineApplication:
     job_id: str
     application_id: str
+    reason: Reason | None = None  # optional in version 1: messages queued before reasons existed have none
 
     def to_json(self) -> str:
-        return _dump({"kind": MESSAGE_KIND, "jobId": self.job_id, "applicationId": self.application_id})
+        data = {"kind": MESSAGE_KIND, "jobId": self.job_id, "applicationId": self.application_id}
+        if self.reason is not None:
+            data["reason"] = self.reason.value
+        return _dump(data)
 
     @classmethod
     def from_json(cls, body: str) -> DeclineApplication:
@@ -76,7 +80,7 @@ class DeclineApplication:
 
 @dataclass(frozen=True)
 class SweepJob:
-    """Decline whatever a booked job still has PENDING (read consistently)."""
+    """Decline whatever a booked, cancelled or expired job still has PENDING (read consistently)."""
 
     job_id: str
 
@@ -96,7 +100,12 @@ def parse_message(body: str) -> Message:
         application_id = data.get("applicationId")
         if not is_valid_id(application_id):
             raise InvalidMessage("message applicationId is not valid")
-        return DeclineApplication(job_id=job_id, application_id=application_id)
+        reason = data.get("reason")
+        if reason is not None and reason not in Reason.__members__:
+            raise InvalidMessage("message reason is not valid")
+        return DeclineApplication(
+            job_id=job_id, application_id=application_id, reason=Reason(reason) if reason else None
+        )
     if kind == SWEEP_KIND:
         return SweepJob(job_id=job_id)
     raise InvalidMessage(f"unsupported message kind: {kind!r}")
@@ -148,8 +157,15 @@ class SqsDeclinePublisher:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    def publish(self, job_id: str, application_ids: Sequence[str], *, sweep_after: int | None = None) -> EnqueueReport:
-        entries = [_Entry(app_id, DeclineApplication(job_id, app_id).to_json()) for app_id in application_ids]
+    def publish(
+        self,
+        job_id: str,
+        application_ids: Sequence[str],
+        *,
+        sweep_after: int | None = None,
+        reason: Reason | None = None,
+    ) -> EnqueueReport:
+        entries = [_Entry(app_id, DeclineApplication(job_id, app_id, reason).to_json()) for app_id in application_ids]
         if sweep_after is not None:
             # First: it must not wait for a last round of batches that a timeout could cut off.
             entries.insert(0, _Entry(SWEEP_ENTRY_ID, SweepJob(job_id).to_json(), delay=max(0, min(sweep_after, 900))))

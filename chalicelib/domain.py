@@ -25,14 +25,67 @@ T = TypeVar("T")
 class JobStatus(StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"  # booked: one application ACCEPTED
-    CANCELLED = "CANCELLED"  # by its owner: none accepted
+    CANCELLED = "CANCELLED"  # by its owner, booked or not, before it started
+    EXPIRED = "EXPIRED"  # its start passed while OPEN
+    COMPLETED = "COMPLETED"  # its end passed while CLOSED
 
 
 class ApplicationStatus(StrEnum):
     PENDING = "PENDING"
     ACCEPTED = "ACCEPTED"
     DECLINED = "DECLINED"
-    WITHDRAWN = "WITHDRAWN"  # by the applicant; final (README "Withdrawing")
+    WITHDRAWN = "WITHDRAWN"  # by the applicant, pending or booked (docs/job-life.md)
+    CANCELLED = "CANCELLED"  # accepted, then the parent cancelled the booked job
+
+
+class Reason(StrEnum):
+    """Why an application was declined or cancelled: part of the API."""
+
+    JOB_BOOKED = "JOB_BOOKED"  # another applicant was booked
+    JOB_CANCELLED = "JOB_CANCELLED"  # the parent cancelled the job while it was open
+    JOB_EXPIRED = "JOB_EXPIRED"  # the job started with nobody booked
+    BOOKING_CANCELLED = "BOOKING_CANCELLED"  # the parent cancelled the job this nanny was booked for
+
+
+# The two state machines (drawn in docs/job-life.md). Every arrow is one conditional
+# write in transitions.py, conditioned on the state it leaves; none other exists.
+JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.OPEN: frozenset({JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.EXPIRED}),
+    JobStatus.CLOSED: frozenset({JobStatus.OPEN, JobStatus.CANCELLED, JobStatus.COMPLETED}),
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
+    JobStatus.COMPLETED: frozenset(),
+}
+APPLICATION_TRANSITIONS: dict[ApplicationStatus, frozenset[ApplicationStatus]] = {
+    ApplicationStatus.PENDING: frozenset(
+        {ApplicationStatus.ACCEPTED, ApplicationStatus.DECLINED, ApplicationStatus.WITHDRAWN}
+    ),
+    ApplicationStatus.ACCEPTED: frozenset({ApplicationStatus.WITHDRAWN, ApplicationStatus.CANCELLED}),
+    ApplicationStatus.DECLINED: frozenset(),
+    ApplicationStatus.WITHDRAWN: frozenset(),
+    ApplicationStatus.CANCELLED: frozenset(),
+}
+
+
+def job_may_move(old: JobStatus, new: JobStatus) -> bool:
+    return new in JOB_TRANSITIONS[old]
+
+
+def application_may_move(old: ApplicationStatus, new: ApplicationStatus) -> bool:
+    return new in APPLICATION_TRANSITIONS[old]
+
+
+def decline_reason(job_status: JobStatus) -> Reason | None:
+    """Why the PENDING applications of a job in this state are declined (None: they are not)."""
+    return _DECLINE_REASONS.get(job_status)
+
+
+_DECLINE_REASONS = {
+    JobStatus.CLOSED: Reason.JOB_BOOKED,
+    JobStatus.CANCELLED: Reason.JOB_CANCELLED,
+    JobStatus.EXPIRED: Reason.JOB_EXPIRED,
+    JobStatus.COMPLETED: Reason.JOB_BOOKED,
+}
 
 
 class Role(StrEnum):
@@ -137,10 +190,45 @@ class Job:
     cancel_reason: str | None = None
     owner_name: str | None = None  # the owner's username when the job was posted: display only
     owner_email: str | None = None  # for notifications; never in answers or logs
+    expired_at: str | None = None
+    completed_at: str | None = None
+    # The booked nanny (set with accepted_application_id): whose calendar holds this job.
+    accepted_applicant: str | None = None
+    # How many times a booked nanny backed out and the job reopened: an application of
+    # an earlier round does not keep its applicant from applying again.
+    round: int = 0
 
     def has_started(self, now: str) -> bool:
         """Past its start: no application or booking any more (times sort as text)."""
         return self.starts_at <= now
+
+    def has_ended(self, now: str) -> bool:
+        return self.ends_at <= now
+
+    def slot(self) -> Slot:
+        return Slot(self.job_id, self.starts_at, self.ends_at)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A booked job's time, ``[starts_at, ends_at)``, in a nanny's calendar."""
+
+    job_id: str
+    starts_at: str
+    ends_at: str
+
+    def overlaps(self, other: Slot) -> bool:
+        return self.starts_at < other.ends_at and other.starts_at < self.ends_at
+
+
+def clash(booked: list[Slot], wanted: Slot) -> Slot | None:
+    """The first booking of another job whose time overlaps ``wanted``, or None."""
+    return next((b for b in booked if b.job_id != wanted.job_id and b.overlaps(wanted)), None)
+
+
+def past_slots(booked: list[Slot], now: str) -> list[Slot]:
+    """Bookings whose end has passed: nothing can clash with them any more."""
+    return [b for b in booked if b.ends_at <= now]
 
 
 @dataclass(frozen=True)
@@ -154,6 +242,7 @@ class Application:
     message: str | None = None
     applicant_name: str | None = None  # the applicant's username when applying: display only
     applicant_email: str | None = None  # for notifications; never in answers or logs
+    reason: Reason | None = None  # set when DECLINED or CANCELLED
 
 
 @dataclass(frozen=True)
@@ -194,6 +283,7 @@ class DeclineOutcome(StrEnum):
     ALREADY_DECLINED = "already_declined"
     SKIPPED_ACCEPTED = "skipped_accepted"
     SKIPPED_WITHDRAWN = "skipped_withdrawn"
+    SKIPPED_CANCELLED = "skipped_cancelled"
     UNKNOWN_APPLICATION = "unknown_application"
 
 
@@ -251,6 +341,12 @@ class ApplicationNotPending(Conflict):
     code = "APPLICATION_NOT_PENDING"
 
 
+class NannyUnavailable(Conflict):
+    """The applicant is already booked for a job whose time overlaps this one."""
+
+    code = "NANNY_UNAVAILABLE"
+
+
 class AlreadyApplied(Conflict):
     code = "ALREADY_APPLIED"
 
@@ -303,6 +399,17 @@ class CancellationIncomplete(Unavailable):
     """
 
     code = "CANCELLATION_INCOMPLETE"
+
+
+@dataclass(frozen=True)
+class SettleReport:
+    """One run of the scheduled settling of due jobs."""
+
+    expired: int = 0
+    completed: int = 0
+    declines_queued: int = 0
+    failed: int = 0  # left for the next run
+    more: bool = False  # the run stopped at its bound with due jobs left
 
 
 @dataclass

@@ -344,6 +344,10 @@ def job_json(job: Job) -> dict[str, Any]:
         out["cancelledAt"] = job.cancelled_at
     if job.cancel_reason is not None:
         out["cancelReason"] = job.cancel_reason
+    if job.expired_at is not None:
+        out["expiredAt"] = job.expired_at
+    if job.completed_at is not None:
+        out["completedAt"] = job.completed_at
     return out
 
 
@@ -360,6 +364,8 @@ def application_json(app: Application) -> dict[str, Any]:
         out["applicantName"] = app.applicant_name
     if app.message is not None:
         out["message"] = app.message
+    if app.reason is not None:
+        out["reason"] = app.reason.value
     return out
 
 

@@ -10,7 +10,10 @@ Only ``store.py`` uses this module (see README "Data model"):
   application  PK=JOB#<jobId>  SK=APPLICATION#<applicationId>
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=APPLICATION#<applicationId>
                GSI2 by applicant:          GSI2PK=APPLICANT#<user>   GSI2SK=APPLICATION#<applicationId>
-  guard        PK=JOB#<jobId>  SK=APPLICANT#<user>    (one application per nanny and job)
+               GSI4 dueJobs (sparse):      GSI4PK=DUE#<shard>        GSI4SK=<startsAt> while OPEN,
+                                                                     <endsAt> while CLOSED
+  guard        PK=JOB#<jobId>  SK=APPLICANT#<user>    (one application per nanny, job and round)
+  calendar     PK=NANNY#<user> SK=CALENDAR  version, and B#<jobId>={startsAt, endsAt} per booking
   idempotency  PK=USER#<owner> SK=IDEMPOTENCY#<sha256 of the key>   (expiresAt: the table's TTL)
 
 A job and its applications share one partition, so one strongly consistent Query
@@ -30,12 +33,16 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus
+from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, Reason, Slot
 
 JOB_APPLICATIONS_INDEX = "jobApplications"
 # GSI2 is overloaded: applications by applicant, and jobs by owner.
 BY_USER_INDEX = "applicantApplications"
 OPEN_JOBS_INDEX = "openJobs"
+DUE_JOBS_INDEX = "dueJobs"
+DUE_PARTITION_PREFIX = "DUE#"
+CALENDAR_SORT = "CALENDAR"
+SLOT_PREFIX = "B#"
 
 OPEN_PARTITION_PREFIX = "JOBS#OPEN#"
 # Changing it moves jobs between shards: re-key the open jobs first (README "Data model").
@@ -80,6 +87,44 @@ def owner_partition(user: str) -> str:
 
 def applicant_partition(user: str) -> str:
     return f"APPLICANT#{user}"
+
+
+def due_partition(job_id: str) -> str:
+    """Spread like the listing: one index partition takes at most 1,000 writes a second."""
+    return f"{DUE_PARTITION_PREFIX}{open_shard(job_id)}"
+
+
+def due_at(job: Job) -> str | None:
+    """When the scheduled settling must look at the job: its start while OPEN, its end while CLOSED."""
+    if job.status is JobStatus.OPEN:
+        return job.starts_at
+    if job.status is JobStatus.CLOSED:
+        return job.ends_at
+    return None
+
+
+def calendar_key(user: str) -> dict[str, Any]:
+    return key(f"NANNY#{user}", CALENDAR_SORT)
+
+
+def slot_attribute(job_id: str) -> str:
+    return f"{SLOT_PREFIX}{job_id}"
+
+
+def calendar_from(item: dict[str, Any] | None) -> tuple[int, list[Slot]]:
+    """A raw calendar item: its version (0 when absent) and its bookings."""
+    if not item:
+        return 0, []
+    slots = [
+        Slot(name.removeprefix(SLOT_PREFIX), value["M"]["startsAt"]["S"], value["M"]["endsAt"]["S"])
+        for name, value in item.items()
+        if name.startswith(SLOT_PREFIX)
+    ]
+    return int(item["version"]["N"]), slots
+
+
+def slot_value(slot: Slot) -> dict[str, Any]:
+    return {"M": {"startsAt": s(slot.starts_at), "endsAt": s(slot.ends_at)}}
 
 
 def s(value: str) -> dict[str, str]:
@@ -154,7 +199,14 @@ def job_item(job: Job) -> dict[str, Any]:
         "cancelReason": job.cancel_reason,
         "ownerName": job.owner_name,
         "ownerEmail": job.owner_email,
+        "expiredAt": job.expired_at,
+        "completedAt": job.completed_at,
+        "acceptedApplicant": job.accepted_applicant,
+        "round": job.round or None,
     }
+    due = due_at(job)
+    if due is not None:
+        item.update(GSI4PK=due_partition(job.job_id), GSI4SK=due)
     return item
 
 
@@ -194,6 +246,10 @@ def job_from(item: dict[str, Any]) -> Job:
         cancel_reason=item.get("cancelReason"),
         owner_name=item.get("ownerName"),
         owner_email=item.get("ownerEmail"),
+        expired_at=item.get("expiredAt"),
+        completed_at=item.get("completedAt"),
+        accepted_applicant=item.get("acceptedApplicant"),
+        round=int(item.get("round") or 0),
     )
 
 
@@ -215,6 +271,7 @@ def application_item(app: Application) -> dict[str, Any]:
         "message": app.message,
         "applicantName": app.applicant_name,
         "applicantEmail": app.applicant_email,
+        "reason": app.reason.value if app.reason else None,
     }
 
 
@@ -229,14 +286,16 @@ def application_from(item: dict[str, Any]) -> Application:
         message=item.get("message"),
         applicant_name=item.get("applicantName"),
         applicant_email=item.get("applicantEmail"),
+        reason=Reason(item["reason"]) if item.get("reason") else None,
     )
 
 
-def guard_item(app: Application) -> dict[str, Any]:
+def guard_item(app: Application, round_: int = 0) -> dict[str, Any]:
     return {
         **{k: v["S"] for k, v in guard_key(app.job_id, app.applicant).items()},
         "type": "APPLICATION_GUARD",
         "applicationId": app.application_id,
+        "round": round_,
     }
 
 

@@ -173,7 +173,7 @@ class DynamoStore(Transitions):
     # --------------------------------------------------------- applications
 
     def add_application(self, job: Job, app: Application) -> None:
-        """Writes the application only while the job is OPEN and not started, and once per nanny."""
+        """Writes the application only while the job is OPEN and not started, and once per nanny and round."""
         now = app.created_at
         try:
             self._t.transact(
@@ -182,18 +182,27 @@ class DynamoStore(Transitions):
                         "ConditionCheck": {
                             "TableName": self._table,
                             "Key": it.job_key(job.job_id),
-                            # Checked in the write, not only by the read before it: a late request cannot slip in.
-                            "ConditionExpression": "#status = :open AND startsAt > :now",
-                            "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":open": _s(JobStatus.OPEN.value), ":now": _s(now)},
+                            # Checked in the write, not only by the read before it: a late request cannot
+                            # slip in. The round read too: the guard below is written for that round.
+                            "ConditionExpression": f"#status = :open AND startsAt > :now AND {_round_is(job.round)}",
+                            "ExpressionAttributeNames": {"#status": "status", "#round": "round"},
+                            "ExpressionAttributeValues": {
+                                ":open": _s(JobStatus.OPEN.value),
+                                ":now": _s(now),
+                                ":round": {"N": str(job.round)},
+                            },
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _serialize(it.guard_item(app)),
-                            "ConditionExpression": "attribute_not_exists(PK)",
+                            "Item": _serialize(it.guard_item(app, job.round)),
+                            # One application per nanny and round: after a booked nanny backed out
+                            # (a new round), the applicants of the earlier round may apply again.
+                            "ConditionExpression": "attribute_not_exists(PK) OR #round < :round",
+                            "ExpressionAttributeNames": {"#round": "round"},
+                            "ExpressionAttributeValues": {":round": {"N": str(job.round)}},
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
@@ -298,6 +307,11 @@ class DynamoStore(Transitions):
         }
         for raw in self._t.read_all_pages("scan", params):
             yield it.job_from(_deserialize(raw))
+
+
+def _round_is(round_: int) -> str:
+    # A job that never reopened has no round attribute.
+    return "#round = :round" if round_ else "(attribute_not_exists(#round) OR #round = :round)"
 
 
 def _converter(entity_from: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:

@@ -53,7 +53,7 @@ def handle_decline_batch(
                 return
             assert isinstance(message, DeclineApplication)
             logger.append_keys(jobId=message.job_id, applicationId=message.application_id)
-            outcome = service.decline(message.job_id, message.application_id)
+            outcome = service.decline(message.job_id, message.application_id, message.reason)
             logger.info("decline processed", extra={"outcome": outcome.value})
         except Exception:
             logger.exception("decline failed", extra={"receiveCount": record.attributes.approximate_receive_count})

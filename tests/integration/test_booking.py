@@ -40,7 +40,7 @@ def counted(aws: Aws) -> CallCounter:
     return counter
 
 
-def test_book_path_makes_one_transaction_one_query_and_batched_sends(
+def test_book_path_makes_two_reads_one_transaction_one_query_and_batched_sends(
     api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The queue URL comes from settings here, so no lookup is made on the path.
@@ -54,7 +54,10 @@ def test_book_path_makes_one_transaction_one_query_and_batched_sends(
     reply = api.book("alice", job_id, apps[0])
 
     assert reply.status == 200 and reply.body["declinesQueued"] == 24
-    assert counter.calls == Counter({"TransactWriteItems": 1, "Query": 1, "SendMessageBatch": 3})
+    # the job and the application in one read, then the nanny's calendar
+    assert counter.calls == Counter(
+        {"TransactGetItems": 1, "GetItem": 1, "TransactWriteItems": 1, "Query": 1, "SendMessageBatch": 3}
+    )
     assert counter.calls["SendMessage"] == 0
 
 

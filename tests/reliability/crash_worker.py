@@ -40,8 +40,8 @@ class RecordingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def decline_application(self, job_id: str, application_id: str, now: str) -> Any:
-        outcome = self._store.decline_application(job_id, application_id, now)
+    def decline_application(self, job_id: str, application_id: str, now: str, reason: Any = None) -> Any:
+        outcome = self._store.decline_application(job_id, application_id, now, reason)
         emit(event="outcome", jobId=job_id, applicationId=application_id, outcome=outcome.value)
         return outcome
 
