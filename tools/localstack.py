@@ -2,7 +2,8 @@
 
 Starts, in order: MiniStack (``tools.ministack``) for DynamoDB and SQS, the resources
 of ``infra/resources.yaml`` on it, the dev signing key, ``chalice local`` for the HTTP
-API, and the SQS handler's pollers (threads, see ``local_worker``). Ctrl-C or SIGTERM
+API, the SQS handler's pollers (threads, see ``local_worker``) and the scheduled
+handlers, every few seconds (``local_schedule``). Ctrl-C or SIGTERM
 stops everything, MiniStack last (it saves its state then), and exits 0.
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
@@ -57,6 +58,9 @@ DEFAULT_POLLERS = 2
 # MaximumBatchingWindowInSeconds): declines arriving one by one at a few hundred a second
 # then come ten to a call instead of one or two, and the poll costs the emulator a tenth.
 DEFAULT_BATCHING_WINDOW_SECONDS = 0.1
+# The scheduled handlers (expiry, completion) run every minute on AWS; here often enough
+# that a job starting in 20 s is EXPIRED well within a minute of its start.
+DEFAULT_SCHEDULE_SECONDS = 10.0
 
 # Credentials nobody could mistake for real ones; the emulator accepts anything.
 DUMMY_AWS = {
@@ -158,6 +162,7 @@ class Options:
     retry_delay: int = 1
     pollers: int = DEFAULT_POLLERS
     batching_window: float = DEFAULT_BATCHING_WINDOW_SECONDS
+    schedule_every: float = DEFAULT_SCHEDULE_SECONDS
 
 
 @dataclass
@@ -356,8 +361,9 @@ class LocalStack:
         return url
 
     def _start_workers(self) -> None:
-        from chalice.app import SQSEventConfig
+        from chalice.app import ScheduledEventConfig, SQSEventConfig
 
+        from tools import local_schedule
         from tools.local_worker import QueuePoller, start_in_thread
 
         sys.path.insert(0, str(PROJECT_ROOT))
@@ -366,6 +372,16 @@ class LocalStack:
         chalice_app = app_module.app
         sqs = _client("sqs", self.endpoints.sqs, long_poll=True)
         for source in chalice_app.event_sources:
+            if isinstance(source, ScheduledEventConfig) and self.options.schedule_every > 0:
+                schedule = local_schedule.Schedule(
+                    getattr(app_module, source.name),
+                    function_name=f"{chalice_app.app_name}-{STAGE}-{source.name}",
+                    every=self.options.schedule_every,
+                    region=REGION,
+                )
+                self._workers.append(local_schedule.start_in_thread(schedule, self._worker_stop))
+                log.info("%s runs every %g s", source.name, self.options.schedule_every)
+                continue
             if not isinstance(source, SQSEventConfig):
                 continue
             queue = source.queue or (source.queue_arn or "").rpartition(":")[2]
@@ -467,12 +483,27 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="seconds a poller waits after a batch of fewer than ten, like Lambda's "
         f"MaximumBatchingWindowInSeconds (default {DEFAULT_BATCHING_WINDOW_SECONDS:g}; 0: receive again at once)",
     )
+    parser.add_argument(
+        "--schedule-every",
+        type=float,
+        default=float(os.environ.get("SCHEDULE_EVERY") or DEFAULT_SCHEDULE_SECONDS),
+        help="seconds between runs of each scheduled handler "
+        f"(default $SCHEDULE_EVERY or {DEFAULT_SCHEDULE_SECONDS:g}; 0: never)",
+    )
     args = parser.parse_args(argv)
     if args.pollers < 1:
         parser.error("--pollers must be at least 1")
     if args.batching_window < 0:
         parser.error("--batching-window must not be negative")
-    return Options(args.port, args.in_memory, args.ready_file, args.retry_delay, args.pollers, args.batching_window)
+    return Options(
+        args.port,
+        args.in_memory,
+        args.ready_file,
+        args.retry_delay,
+        args.pollers,
+        args.batching_window,
+        args.schedule_every,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
