@@ -427,7 +427,13 @@ class Transitions:
         (listed again, a new round), her time freed, in one transaction."""
         job = self._read_job(app.job_id)
         if job.status is not JobStatus.CLOSED or job.accepted_application_id != app.application_id:
-            raise ConcurrentUpdate("The booking changed meanwhile; look at the application.", status=job.status.value)
+            # The parent cancelled the booking (or the job completed) since the application was read.
+            current = self._read_application(app.job_id, app.application_id) or app
+            if current.status is ApplicationStatus.WITHDRAWN:
+                return current
+            if current.status is not ApplicationStatus.ACCEPTED:
+                raise ApplicationNotPending("The application is no longer active.", status=current.status.value)
+            raise JobNotOpen(f"The job is {job.status.value.lower()}.", status=job.status.value)
         if job.has_started(now):
             raise JobStarted("The job has started; the booking can no longer be withdrawn.", startsAt=job.starts_at)
         reopened = replace(
