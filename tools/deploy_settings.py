@@ -16,7 +16,8 @@ from chalice.config import Config
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_NAME = "babysitting-booking"
 WORKER_FUNCTION = "decline_worker"
-FUNCTIONS = ("api_handler", "token_authorizer", WORKER_FUNCTION)
+SCHEDULER_FUNCTION = "settle_due_jobs"  # expires and completes due jobs, every minute
+FUNCTIONS = ("api_handler", "token_authorizer", WORKER_FUNCTION, SCHEDULER_FUNCTION)
 PARTIAL_BATCH_RESPONSES = "ReportBatchItemFailures"
 # The worker returns batchItemFailures only when this is "true" (chalicelib/config.py); a
 # deploy path sets it only where the subscription is known to honour such a report.

@@ -34,6 +34,7 @@ from chalicelib.store import DynamoStore
 from tests.conftest import AUDIENCE, ISSUER
 from tools import iam_check, resources
 from tools.deploy import FUNCTIONS, WORKER_FUNCTION, chalice_config, function_name, stage_environment
+from tools.deploy_settings import SCHEDULER_FUNCTION
 from tools.iam_check import Call, Need
 
 STAGES = ("dev", "prod")
@@ -211,7 +212,7 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
 
     # A booking that reads the job back itself, because the index has not caught up.
     _, lagging_job = call("POST", "/jobs", "alice", parent, job)
-    _, lagging_app = call("POST", f"/jobs/{lagging_job['jobId']}/applications", "nanny0", nanny, {})
+    _, lagging_app = call("POST", f"/jobs/{lagging_job['jobId']}/applications", "nanny50", nanny, {})
     bootstrap.reset()
     bootstrap.override(store=LaggingIndexStore(bootstrap.dynamodb_client(), TEST_TABLE))
     status, body = call(
@@ -263,6 +264,41 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
     assert call("POST", f"/jobs/{other_id}/cancel", "alice", parent, {})[0] == 200
     assert call("POST", f"/jobs/{other_id}/cancel", "bob", parent, {})[0] == 403
 
+    # After a booking: the booked nanny backs out, another is booked, the parent cancels the booking.
+    later = {**job, "startsAt": _iso(start + timedelta(days=1)), "endsAt": _iso(start + timedelta(days=1, hours=2))}
+    _, third = call("POST", "/jobs", "alice", parent, later)
+    third_id = third["jobId"]
+    _, first = call("POST", f"/jobs/{third_id}/applications", "nanny3", nanny, {})
+    _, second = call("POST", f"/jobs/{third_id}/applications", "nanny4", nanny, {})
+    assert call("POST", f"/jobs/{third_id}/book", "alice", parent, {"applicationId": first["applicationId"]})[0] == 200
+    backing_out = f"/jobs/{third_id}/applications/{first['applicationId']}/withdraw"
+    assert call("POST", backing_out, "nanny3", nanny, {})[0] == 200
+    assert call("POST", f"/jobs/{third_id}/book", "alice", parent, {"applicationId": second["applicationId"]})[0] == 200
+    assert call("POST", f"/jobs/{third_id}/cancel", "alice", parent, {})[0] == 200
+
+    # The scheduled settling: one open job past its start expires, one booked job past its end completes.
+    _, due_open = call("POST", "/jobs", "alice", parent, job)
+    call("POST", f"/jobs/{due_open['jobId']}/applications", "nanny5", nanny, {})
+    _, due_booked = call("POST", "/jobs", "alice", parent, later)
+    _, booked_app = call("POST", f"/jobs/{due_booked['jobId']}/applications", "nanny6", nanny, {})
+    body = {"applicationId": booked_app["applicationId"]}
+    assert call("POST", f"/jobs/{due_booked['jobId']}/book", "alice", parent, body)[0] == 200
+    past = _iso(datetime.now(UTC) - timedelta(minutes=5))
+    for job_id_due in (due_open["jobId"], due_booked["jobId"]):
+        harness.client("dynamodb").update_item(
+            TableName=TEST_TABLE,
+            Key={"PK": {"S": f"JOB#{job_id_due}"}, "SK": {"S": "JOB"}},
+            UpdateExpression="SET startsAt = :past, endsAt = :past, GSI4SK = :past",
+            ExpressionAttributeValues={":past": {"S": past}},
+        )
+    event = client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region="us-east-1"
+    )
+    bootstrap.reset()  # a container of its own: it looks the queue up itself
+    with rec.running(SCHEDULER_FUNCTION):
+        settled = client.lambda_.invoke(SCHEDULER_FUNCTION, event).payload
+    assert settled == {"expired": 1, "completed": 1, "failed": 0}, settled
+
 
 def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
     env = stage_environment(stage)
@@ -295,6 +331,7 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "dynamodb.Query",
         "dynamodb.UpdateItem",
         "dynamodb.GetItem",
+        "dynamodb.TransactGetItems",
         "dynamodb.TransactWriteItems",
         "sqs.GetQueueUrl",
         "sqs.SendMessageBatch",
@@ -313,6 +350,14 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "sqs.GetQueueUrl",
         "sqs.GetQueueAttributes",
         "sqs.SendMessage",
+    }
+    assert recorder.operations(SCHEDULER_FUNCTION) == {
+        "dynamodb.Query",
+        "dynamodb.GetItem",
+        "dynamodb.TransactWriteItems",
+        "dynamodb.UpdateItem",
+        "sqs.GetQueueUrl",
+        "sqs.SendMessageBatch",
     }
     assert recorder.operations("token_authorizer") == set()
     transact = {

@@ -59,7 +59,12 @@ def test_every_function_has_memory_timeout_and_a_policy_file(stage: str) -> None
 
 
 def _short(function: str) -> str:
-    return {"api_handler": "api", "token_authorizer": "authorizer", "decline_worker": "worker"}[function]
+    return {
+        "api_handler": "api",
+        "token_authorizer": "authorizer",
+        "decline_worker": "worker",
+        "settle_due_jobs": "scheduler",
+    }[function]
 
 
 def test_no_deployed_stage_reports_partial_failures_by_configuration() -> None:
