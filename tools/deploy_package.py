@@ -25,6 +25,7 @@ from tools.deploy_settings import (
     PARTIAL_BATCH_FLAG,
     PARTIAL_BATCH_RESPONSES,
     PROJECT_DIR,
+    SCHEDULER_FUNCTION,
     WORKER_FUNCTION,
     DeployError,
     Printer,
@@ -109,6 +110,10 @@ def merge_template(stage: str, env: dict[str, str], app_name: str = APP_NAME) ->
             "Handler": LEAN_AUTHORIZER_HANDLER,
             "Environment": {"Variables": auth},
         }
+    }
+    resources[to_cfn_resource_name(SCHEDULER_FUNCTION)] = {
+        "DependsOn": ["DeclinesQueue", "Table"],
+        "Properties": {"FunctionName": function_name(app_name, stage, SCHEDULER_FUNCTION)},
     }
     # Chalice 1.34 names the API handler's log group after "ApiHandler", a resource that
     # does not exist (the function is "APIHandler"): point it at the real one.

@@ -111,6 +111,7 @@ def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.sess
         "jobApplications",
         "applicantApplications",
         "openJobs",
+        "dueJobs",
     }
     # moto's CloudFormation ignores these two; the template must still ask for them.
     assert spec["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

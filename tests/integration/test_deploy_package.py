@@ -69,6 +69,7 @@ def test_package_names_the_functions_as_chalice_deploy_does(packaged: tuple[dict
         "APIHandler": "babysitting-booking-prod",
         "TokenAuthorizer": "babysitting-booking-prod-token_authorizer",
         "DeclineWorker": "babysitting-booking-prod-decline_worker",
+        "SettleDueJobs": "babysitting-booking-prod-settle_due_jobs",
     }
     log_groups = {
         k: v["Properties"]["LogGroupName"] for k, v in template["Resources"].items() if k.endswith("LogGroup")
@@ -83,6 +84,7 @@ def test_package_roles_carry_the_stage_policies(packaged: tuple[dict, list[str]]
         ("ApiHandlerRole", "policy-prod-api.json"),
         ("TokenAuthorizerRole", "policy-prod-authorizer.json"),
         ("DeclineWorkerRole", "policy-prod-worker.json"),
+        ("SettleDueJobsRole", "policy-prod-scheduler.json"),
     ):
         (policy,) = template["Resources"][role]["Properties"]["Policies"]
         assert policy["PolicyDocument"] == json.loads((root / policy_file).read_text())
@@ -114,7 +116,7 @@ def test_partial_batch_flag_and_subscription_travel_together(packaged: tuple[dic
         for name, r in template["Resources"].items()
         if r["Type"] == "AWS::Serverless::Function"
     }
-    assert flags == {"APIHandler": None, "TokenAuthorizer": None, "DeclineWorker": "true"}
+    assert flags == {"APIHandler": None, "TokenAuthorizer": None, "DeclineWorker": "true", "SettleDueJobs": None}
     assert deploy_package.partial_batch_mismatches(template) == []
 
 
@@ -179,7 +181,14 @@ def test_the_merge_only_touches_resources_chalice_generates() -> None:
     # adds properties to Chalice's API.
     own = {k for k, v in deploy_package.infrastructure_template("dev")["Resources"].items() if "Type" in v}
     touched = set(merge["Resources"]) - own
-    assert touched == {"DeclineWorker", "APIHandler", "TokenAuthorizer", "ApiHandlerLogGroup", "RestAPI"}
+    assert touched == {
+        "DeclineWorker",
+        "APIHandler",
+        "TokenAuthorizer",
+        "SettleDueJobs",
+        "ApiHandlerLogGroup",
+        "RestAPI",
+    }
     events = merge["Resources"]["DeclineWorker"]["Properties"]["Events"]
     assert events == {
         "DeclineWorkerSqsEventSource": {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}}

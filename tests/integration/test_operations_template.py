@@ -166,7 +166,7 @@ def test_alarm_thresholds_default_to_sensible_values(packaged: dict) -> None:
 
 def test_each_function_has_an_errors_and_a_throttles_alarm(packaged: dict) -> None:
     functions = set(_resources(packaged, "AWS::Serverless::Function"))
-    assert functions == {"APIHandler", "TokenAuthorizer", "DeclineWorker"}
+    assert functions == {"APIHandler", "TokenAuthorizer", "DeclineWorker", "SettleDueJobs"}
     watched = {
         (_dimensions(a)["FunctionName"]["Ref"], a["MetricName"])
         for a in _alarms(packaged).values()
