@@ -12,7 +12,8 @@ import yaml
 from openapi_spec_validator import validate
 
 from app import app
-from tests.integration.conftest import Api, Aws
+from chalicelib import bootstrap
+from tests.integration.conftest import Api, Aws, run_worker
 from tests.openapi_schema import validator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,42 @@ def test_real_responses_match_their_schemas(api: Api, aws: Aws) -> None:
     cancelled = api.call("POST", f"/jobs/{other['jobId']}/cancel", user="alice", body={"reason": "Sorry"})
     _check(cancelled.body, "Job")
     assert (cancelled.body["status"], cancelled.body["cancelReason"]) == ("CANCELLED", "Sorry")
+
+
+def test_a_whole_life_s_answers_match_their_schemas(api: Api, aws: Aws, client) -> None:
+    # a booking cancelled: the job, the CANCELLED application and a DECLINED one, with reasons
+    job = api.create_job("alice")["jobId"]
+    nina, olga = api.apply("nina", job)["applicationId"], api.apply("olga", job)["applicationId"]
+    assert api.book("alice", job, nina).status == 200
+    run_worker(client, aws)
+    cancelled = api.call("POST", f"/jobs/{job}/cancel", user="alice", body={})
+    _check(cancelled.body, "Job")
+    page = api.call("GET", f"/jobs/{job}/applications", user="alice").body
+    _check(page, "ApplicationPage")
+    assert {(a["status"], a["reason"]) for a in page["items"]} == {
+        ("CANCELLED", "BOOKING_CANCELLED"),
+        ("DECLINED", "JOB_BOOKED"),
+    }
+    assert olga in {a["applicationId"] for a in page["items"]}
+    # a nanny backing out, then unavailable elsewhere at the same time
+    other, third = api.create_job("bob")["jobId"], api.create_job("carol")["jobId"]
+    booked = api.apply("nina", other)["applicationId"]
+    elsewhere = api.apply("nina", third)["applicationId"]
+    assert api.book("bob", other, booked).status == 200
+    refused = api.book("carol", third, elsewhere)
+    _check(refused.body, "Error")
+    assert (refused.status, refused.body["code"]) == (409, "NANNY_UNAVAILABLE")
+    withdrawn = api.call("POST", f"/jobs/{other}/applications/{booked}/withdraw", user="nina", role="nanny")
+    _check(withdrawn.body, "Application")
+    _check(api.call("GET", f"/jobs/{other}", user="bob").body, "Job")
+    # expired and completed
+    assert api.book("carol", third, elsewhere).status == 200
+    service, far = bootstrap.service(), "2100-01-01T00:00:00.000Z"
+    assert service.settle_due_jobs(now=far).expired >= 1
+    for job_id, owner, status in ((other, "bob", "EXPIRED"), (third, "carol", "COMPLETED")):
+        body = api.call("GET", f"/jobs/{job_id}", user=owner).body
+        _check(body, "Job")
+        assert body["status"] == status
 
 
 NEW_OPERATIONS = {"cancelJob", "withdrawApplication", "getApplication"}
