@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.domain import JobStarted, format_time, utc_now
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker
 
 _BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=3)
@@ -36,7 +37,7 @@ def _withdraw(api: Api, nanny: str, job_id: str, app_id: str) -> Any:
 
 
 def _calendar(aws: Aws, nanny: str) -> set[str]:
-    item = next((i for i in aws.items() if i["PK"]["S"] == f"NANNY#{nanny}"), None)
+    item = next((i for i in aws.items() if i["PK"]["S"] == f"NANNY#{user_id(nanny)}"), None)
     return {k.removeprefix("B#") for k in (item or {}) if k.startswith("B#")}
 
 
@@ -130,7 +131,7 @@ def test_a_booked_nanny_cannot_back_out_once_the_job_started(api: Api, aws: Aws)
     late = format_time(_BASE + timedelta(minutes=1))
     before = aws.snapshot()
     with pytest.raises(JobStarted):
-        store.withdraw_application("nina", job_id, nina, late)
+        store.withdraw_application(user_id("nina"), job_id, nina, late)
     assert aws.snapshot() == before
 
 
