@@ -37,6 +37,7 @@ from chalicelib.domain import (
     NannyUnavailable,
     Reason,
     Slot,
+    Unavailable,
     clash,
     past_slots,
 )
@@ -49,6 +50,10 @@ _CONFLICT_RETRIES = 3
 _CALENDAR_RETRIES = 5
 # Past bookings dropped from a calendar per booking: bounds the write's expression.
 _PRUNE_PER_WRITE = 25
+# A booking reads (job, application, calendar) before its transaction. What follows the
+# reads takes at most 8.6 s (README "Timeouts and retries") of the API's 10 s: reads slower
+# than this leave no room, so the booking answers 503 before writing anything.
+BOOKING_READ_BUDGET_SECONDS = 1.4
 
 # The job must still be OPEN and not started: `now` is the request's time, checked in the write itself.
 _OPEN_AND_OWNED = "attribute_exists(PK) AND #owner = :owner AND #status = :open"
@@ -59,6 +64,7 @@ class Transitions:
     """Mixed into ``DynamoStore``: needs ``self._t`` (a ``dynamo.Table``)."""
 
     _t: Table
+    _monotonic: Any = staticmethod(time.monotonic)  # tests move it
 
     def _delete_listing(self, job_id: str) -> dict[str, Any]:
         # Unconditional: TTL may already have deleted it (the job had started).
@@ -156,6 +162,7 @@ class Transitions:
         booking had already committed (a replay); raises on any other refusal, and
         ``NannyUnavailable`` when the applicant is booked elsewhere at an overlapping time.
         """
+        started = self._monotonic()
         for _ in range(_CALENDAR_RETRIES + 1):
             job, app = self._job_and_application(job_id, application_id)
             if job.owner != owner:
@@ -177,6 +184,8 @@ class Transitions:
                     startsAt=other.starts_at,
                     endsAt=other.ends_at,
                 )
+            if self._monotonic() - started > BOOKING_READ_BUDGET_SECONDS:
+                raise Unavailable("The database is slow; retry the booking (nothing was written).", cause="slow reads")
             drop = past_slots(booked, now)[:_PRUNE_PER_WRITE]
             try:
                 self._t.transact(

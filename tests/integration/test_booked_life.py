@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.domain import JobStarted, format_time, utc_now
+from chalicelib.transitions import BOOKING_READ_BUDGET_SECONDS
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker
 
@@ -249,3 +250,20 @@ def test_the_scheduled_function_runs_the_settling(api: Api, aws: Aws, client) ->
 
     assert result == {"expired": 1, "completed": 0, "failed": 0}
     assert api.call("GET", f"/jobs/{job_id}", user="alice").body["status"] == "EXPIRED"
+
+
+def test_a_booking_whose_reads_were_too_slow_answers_503_and_writes_nothing(api: Api, aws: Aws) -> None:
+    # Given reads that took longer than the booking's budget (the API must answer within 10 s)
+    job_id = _job(api, "alice", 0, 4)
+    app_id = api.apply("nina", job_id)["applicationId"]
+    ticks = iter([0.0, BOOKING_READ_BUDGET_SECONDS + 0.1])
+    bootstrap.store()._monotonic = lambda: next(ticks)
+    before = aws.snapshot()
+
+    reply = api.book("alice", job_id, app_id)
+
+    # Then a 503 the client repeats, and nothing was written
+    assert (reply.status, reply.body["code"]) == (503, "SERVICE_UNAVAILABLE"), reply.body
+    assert aws.snapshot() == before
+    del bootstrap.store()._monotonic
+    assert api.book("alice", job_id, app_id).status == 200
