@@ -292,16 +292,18 @@ class DynamoStore(Transitions):
         return job, pending
 
     def closed_jobs(self, page_size: int = 500) -> Iterator[Job]:
-        """Every CLOSED or CANCELLED job (none may keep a PENDING application), by a filtered
-        scan: for operations tools, not request paths."""
+        """Every job out of OPEN: CLOSED, CANCELLED, EXPIRED, COMPLETED (none may keep a PENDING
+        application), by a filtered scan: for operations tools, not request paths."""
         params: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "#type = :job AND #status IN (:closed, :cancelled)",
+            "FilterExpression": "#type = :job AND #status IN (:closed, :cancelled, :expired, :completed)",
             "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
             "ExpressionAttributeValues": {
                 ":job": _s("JOB"),
                 ":closed": _s(JobStatus.CLOSED.value),
                 ":cancelled": _s(JobStatus.CANCELLED.value),
+                ":expired": _s(JobStatus.EXPIRED.value),
+                ":completed": _s(JobStatus.COMPLETED.value),
             },
             "Limit": page_size,
         }

@@ -26,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from chalicelib.declines import SqsDeclinePublisher, cached_queue_url
+from chalicelib.domain import decline_reason
 from chalicelib.store import DynamoStore
 from tools.deploy_secret import rotate_page_token_key
 from tools.deploy_settings import DeployError
@@ -62,7 +63,7 @@ class ReconcileReport:
 
 
 def reconcile(store: Any, publisher: Any, *, dry_run: bool = False, out: Printer = _say) -> ReconcileReport:
-    """Queues a decline for every PENDING application of every CLOSED job.
+    """Queues a decline for every PENDING application of every job out of OPEN (with its reason).
 
     A booking commits first and queues its declines after; a crash or an SQS outage
     in between leaves PENDING applications on a closed job. The worker only ever
@@ -81,7 +82,7 @@ def reconcile(store: Any, publisher: Any, *, dry_run: bool = False, out: Printer
             if dry_run:
                 out(f"  job {job.job_id}: would queue {len(leftovers)} declines")
                 continue
-            sent = publisher.publish(job.job_id, leftovers)
+            sent = publisher.publish(job.job_id, leftovers, reason=decline_reason(job.status))
             report.declines_queued += sent.queued
             if sent.failed_ids:
                 report.failures.append(f"job {job.job_id}: {len(sent.failed_ids)} declines not queued")

@@ -91,6 +91,18 @@ def test_reconcile_heals_a_booking_that_committed_but_queued_nothing(api: Api, a
     assert (again.jobs_scanned, again.jobs_with_leftovers, again.declines_queued) == (1, 0, 0)
 
 
+def test_reconcile_heals_an_expired_job_with_the_reason_of_its_state(api: Api, aws: Aws) -> None:
+    # Given a job expired by a run that died before queuing its declines
+    job_id, apps = _job_with_applicants(api, "alice", 2)
+    starts = bootstrap.store().get_job(job_id).starts_at
+    assert bootstrap.store().expire_job(job_id, starts) is True
+
+    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+
+    assert (report.jobs_scanned, report.jobs_healed, report.declines_queued) == (1, 1, 2)
+    assert sorted((m["applicationId"], m["reason"]) for m in _queued(aws)) == sorted((a, "JOB_EXPIRED") for a in apps)
+
+
 def test_reconcile_heals_a_booking_whose_declines_could_not_be_queued(api: Api, aws: Aws) -> None:
     job_id, (chosen, *others) = _job_with_applicants(api, "alice", 4)
     # The booking runs with an SQS queue it cannot reach: committed, declines not queued.
