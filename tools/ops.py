@@ -345,7 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.ops", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("reconcile", "queue declines for PENDING applications of CLOSED jobs"),
+        ("reconcile", "queue declines for PENDING applications of jobs out of OPEN"),
         ("redrive", "move the declines DLQ's messages back to the declines queue"),
     ):
         p = sub.add_parser(name, help=text)
