@@ -82,6 +82,8 @@ def prepare_jobs(
     items: list[dict[str, Any]] = []
     for i in range(count):
         applicants = [f"{tag}-nanny-{k}" for k in range(apps_per_job)]
+        # The one booked is the job's own: all jobs share a time, and a nanny is booked once at a time.
+        applicants[apps_per_job // 2] = f"{tag}-job-{i}-nanny"
         job, job_items = build_job(owners[i % len(owners)], applicants)
         jobs.append(job)
         items.extend(job_items)
