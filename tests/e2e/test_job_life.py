@@ -98,6 +98,7 @@ def test_a_job_starting_in_20_s_expires_with_its_applications_declined(
     job = wait_for(expired, 60, "the expiry", stack, interval=0.5)
     took = (datetime.fromisoformat(job["expiredAt"]) - start).total_seconds()
     assert 0 <= took < 60, took
+    print(f"expired {took:.1f} s after its start")
     assert len(_statuses(parent, job_id)) == len(apps)
     mine = {j["jobId"]: j["status"] for j in parent.ok("GET", "/me/jobs")["items"]}
     assert mine[job_id] == "EXPIRED"
@@ -120,5 +121,6 @@ def test_a_booked_job_whose_end_passed_completes(stack: RunningStack, as_user: C
     )
 
     assert datetime.fromisoformat(job["completedAt"]) >= ends
+    print(f"completed {(datetime.fromisoformat(job['completedAt']) - ends).total_seconds():.1f} s after its end")
     assert time.time() - ends.timestamp() < 60
     assert job["acceptedApplicationId"] == app_id
