@@ -34,7 +34,8 @@ def test_paging_over_many_jobs_across_shards_returns_each_open_job_once_newest_f
     # Given 40 jobs spread over the shards, two of them booked (so no longer open)
     jobs = [api.create_job(f"parent{i % 3}")["jobId"] for i in range(40)]
     for job_id in (jobs[5], jobs[33]):
-        app_id = api.apply("nina", job_id)["applicationId"]
+        # a nanny of its own for each: both jobs are at the same time, and a nanny is booked once at a time
+        app_id = api.apply(f"nina-{job_id}", job_id)["applicationId"]
         assert api.book(f"parent{jobs.index(job_id) % 3}", job_id, app_id).status == 200
     # each listing sits in its own job's shard (how evenly ids spread is tests/unit/test_shards.py's)
     open_jobs = [j for j in jobs if j not in (jobs[5], jobs[33])]
