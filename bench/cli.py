@@ -3,9 +3,11 @@
 Parts (``--parts``): 1 booking latency vs applications per job, ours against the
 baseline (in-process), on the emulator and on a model of AWS's latencies; 2 the
 original load profile over HTTP; 3 decline worker throughput; 4 the knee (rate
-stepped up); 5 cold start of each function from the packaged zip. A machine
-yardstick is timed in every run. Defaults take about twenty minutes; ``--smoke``
-runs one tiny iteration of each.
+stepped up); 5 cold start of each function from the packaged zip; 6 the cost of a
+booking (consumed capacity, measured). A machine yardstick is timed in every run.
+Then the figures are put on AWS's terms (bench/aws_analysis.py): end to end per
+design, cost per 1,000 bookings, the API function's memory. ``--smoke`` runs one
+tiny iteration of each.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (default bench/results)")
     p.add_argument("--smoke", action="store_true", help="one tiny iteration of each part (for the tests)")
-    p.add_argument("--parts", type=_ints, default=(1, 2, 3, 4, 5), help="which parts to run, e.g. 1,3 (default all)")
+    p.add_argument("--parts", type=_ints, default=(1, 2, 3, 4, 5, 6), help="which parts to run, e.g. 1,6 (default all)")
     p.add_argument(
         "--history",
         type=Path,
@@ -68,10 +70,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     g = p.add_argument_group("1. booking latency vs applications per job")
     g.add_argument(
-        "--sizes", type=_ints, default=(1, 10, 100, 1000), help="applications per job (default 1,10,100,1000)"
+        "--sizes", type=_ints, default=(1, 5, 10, 100, 1000), help="applications per job (default 1,5,10,100,1000)"
     )
     g.add_argument("--bookings", type=int, default=30, help="bookings per size and implementation (default 30)")
     g.add_argument("--bookings-large", type=int, default=5, help="the same for sizes >= 1000 (default 5)")
+    g.add_argument(
+        "--model-bookings-large",
+        type=int,
+        default=20,
+        help="on the latency model, ours at sizes >= 1000 (default 20; the baseline is drawn there)",
+    )
     g.add_argument(
         "--model-concurrency",
         type=_ints,
@@ -117,9 +125,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("5. cold start")
     g.add_argument("--cold-runs", type=int, default=5, help="fresh interpreters per function (default 5)")
     g.add_argument("--cold-stage", default="dev", help="the stage packaged for it (default dev)")
+    g = p.add_argument_group("6. the cost of a booking")
+    g.add_argument("--cost-sizes", type=_ints, default=(5, 100, 1000), help="applications per job (default 5,100,1000)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.sizes, args.bookings, args.bookings_large = (1, 10), 2, 1
+        args.sizes, args.bookings, args.bookings_large, args.model_bookings_large = (1, 10), 2, 1, 1
+        args.cost_sizes = (5,)
         args.model_concurrency = ()
         args.rate, args.duration, args.apps_per_job, args.repeat = 10.0, 2.0, 3, 1
         args.backlog, args.worker_concurrency, args.sqs_backlog = 40, (1,), 20
@@ -155,6 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = True
         results["error"] = "".join(traceback.format_exception(exc))
         say(f"benchmark failed:\n{results['error']}")
+    try:
+        from bench import aws_analysis
+
+        results["aws"] = aws_analysis.analyse(results)
+    except Exception as exc:
+        failed = True
+        results["error"] = (results.get("error") or "") + "".join(traceback.format_exception(exc))
+        say(f"the analysis on AWS's terms failed:\n{results['error']}")
     results["elapsed_seconds"] = time.monotonic() - started
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = report.evaluate_targets(results)
@@ -214,6 +233,7 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
                 bookings=args.bookings,
                 bookings_at_1000=args.bookings_large,
                 warmup=1 if args.smoke else 3,
+                model_bookings_at_1000=args.model_bookings_large,
             )
             results["book_latency"] = book_latency.run(stack, book_queue, plan, say)
             say("part 1, on the AWS latency model (bench/latency_model.py)")
@@ -293,6 +313,15 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
                 f"{f['label']} {f['first_answer_ms']:.0f} ms (x{f['x_boto3']:.1f})" for f in cold["functions"].values()
             )
         )
+
+    if 6 in args.parts:
+        say(f"part 6: the cost of a booking, N={', '.join(map(str, args.cost_sizes))}")
+        with fresh_stack("part6") as stack:
+            queue = stack.client("sqs").create_queue(QueueName=BOOK_QUEUE_NAME)["QueueUrl"]
+            point_at(stack, DECLINES_QUEUE_URL=queue)
+            from bench import booking_cost
+
+            results["booking_cost"] = booking_cost.measure(stack, say, args.cost_sizes)
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:
