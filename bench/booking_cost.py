@@ -3,13 +3,17 @@
 In this process, against the stack's MiniStack: a job of N applications is booked
 through the service, then every decline and the sweep run through the same use cases
 the worker calls. Every DynamoDB call asks for ``ReturnConsumedCapacity=INDEXES``, so
-the write and read units (table and each index) are the table's own answers, not an
-estimate. The SQS sends are counted as made; what the queue's consumer costs (receives,
+the write units (table and each index) are the table's own answers, not an estimate.
+Reads are not: MiniStack bills every Query 0.5 (1 if consistent) units whatever it reads,
+where DynamoDB bills what the query read before its filter, by 4 KB; so a query's read
+units are sized here from the items it answered, scaled to its ScannedCount (the emulator's
+figure is kept as ``read:reported``). The SQS sends are counted as made; what the queue's consumer costs (receives,
 deletes, invocations) follows from the batch size. The rest is priced by ``bench.costs``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -45,12 +49,15 @@ class CapacityMeter:
         if model.name in READS | WRITES:
             params.setdefault("ReturnConsumedCapacity", "INDEXES")
 
-    def _count(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+    def _count(self, model: Any, parsed: dict[str, Any], params: dict[str, Any] | None = None, **_: Any) -> None:
         consumed = parsed.get("ConsumedCapacity")
         if not consumed:
             return
         kind = "read" if model.name in READS else "write"
         entries = consumed if isinstance(consumed, list) else [consumed]
+        if model.name in ("Query", "Scan"):
+            self._count_sized_read(parsed, entries, consistent=bool((params or {}).get("ConsistentRead")))
+            return
         with self._lock:
             for entry in entries:
                 self._units[f"{kind}:total"] += float(entry.get("CapacityUnits") or 0)
@@ -62,10 +69,46 @@ class CapacityMeter:
                     self._units[f"{kind}:{index}"] += float(used.get("CapacityUnits") or 0)
                 self._units[f"{kind}:{model.name}"] += float(entry.get("CapacityUnits") or 0)
 
+    def _count_sized_read(self, parsed: dict[str, Any], entries: list[dict[str, Any]], *, consistent: bool) -> None:
+        answered = parsed.get("Items") or []
+        size = sum(item_bytes(i) for i in answered)
+        scanned = int(parsed.get("ScannedCount", len(answered)))
+        if answered and scanned > len(answered):
+            size = size * scanned / len(answered)  # what the filter dropped, at the answered items' mean size
+        units = max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
+        where = next(iter(entries[0].get("GlobalSecondaryIndexes") or {}), "table")
+        with self._lock:
+            self._units["read:reported"] += sum(float(e.get("CapacityUnits") or 0) for e in entries)
+            self._units["read:total"] += units
+            self._units[f"read:{where}"] += units
+            self._units["read:Query"] += units
+
     def take(self) -> dict[str, float]:
         with self._lock:
             out, self._units = dict(self._units), Counter()
         return out
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: each attribute's name and value, in bytes."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    (kind, v), *_ = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return len(v.lstrip("-").replace(".", "")) // 2 + 1
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + item_bytes(v)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(x) for x in v)
+    return sum(len(str(x)) for x in v)  # sets
 
 
 def measure(stack: Stack, say: Callable[[str], None], sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
