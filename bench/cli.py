@@ -4,7 +4,8 @@ Parts (``--parts``): 1 booking latency vs applications per job, ours against the
 baseline (in-process), on the emulator and on a model of AWS's latencies; 2 the
 original load profile over HTTP; 3 decline worker throughput; 4 the knee (rate
 stepped up); 5 cold start of each function from the packaged zip; 6 the cost of a
-booking (consumed capacity, measured). A machine yardstick is timed in every run.
+booking (consumed capacity, measured); 7 the article's Express workflow on the
+emulator's Step Functions beside our API. A machine yardstick is timed in every run.
 Then the figures are put on AWS's terms (bench/aws_analysis.py): end to end per
 design, cost per 1,000 bookings, the API function's memory. ``--smoke`` runs one
 tiny iteration of each.
@@ -30,7 +31,7 @@ from bench.stack import PROJECT_ROOT, Stack, point_at, prepare_environment, star
 from tools.localstack import DEFAULT_BATCHING_WINDOW_SECONDS, DEFAULT_POLLERS
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
-DEFAULT_PARTS = (1, 2, 3, 5, 6)
+DEFAULT_PARTS = (1, 2, 3, 5, 6, 7)
 BOOK_QUEUE_NAME = "bench-book-declines"
 
 
@@ -50,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--parts",
         type=_ints,
         default=DEFAULT_PARTS,
-        help="which parts to run, e.g. 1,6 (default 1,2,3,5,6; the knee, 4, takes ~6 minutes more)",
+        help="which parts to run, e.g. 1,6 (default 1,2,3,5,6,7; the knee, 4, takes ~6 minutes more)",
     )
     p.add_argument("--estimate", action="store_true", help="say how long the run would take on this machine, and stop")
     p.add_argument(
@@ -133,12 +134,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("5. cold start")
     g.add_argument("--cold-runs", type=int, default=5, help="fresh interpreters per function (default 5)")
     g.add_argument("--cold-stage", default="dev", help="the stage packaged for it (default dev)")
+    g = p.add_argument_group("7. the article's Express workflow beside our API, on the emulator")
+    g.add_argument(
+        "--express-bookings", type=int, default=20, help="bookings through each, 5 applications a job (default 20)"
+    )
     g = p.add_argument_group("6. the cost of a booking")
     g.add_argument("--cost-sizes", type=_ints, default=(5, 100, 1000), help="applications per job (default 5,100,1000)")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.bookings, args.bookings_large, args.model_bookings_large = (1, 10), 2, 1, 1
         args.cost_sizes = (5,)
+        args.express_bookings = 2
         args.model_concurrency = ()
         args.rate, args.duration, args.apps_per_job, args.repeat = 10.0, 2.0, 3, 1
         args.backlog, args.worker_concurrency, args.sqs_backlog = 40, (1,), 20
@@ -370,6 +376,13 @@ def _run_parts(args: argparse.Namespace, results: dict[str, Any], workdir: Path)
                 from bench import booking_cost
 
                 results["booking_cost"] = booking_cost.measure(stack, say, args.cost_sizes)
+
+    if 7 in args.parts:
+        with part("7"):
+            say(f"part 7: the article's Express workflow beside our API, {args.express_bookings} bookings each")
+            from bench import express_workflow
+
+            results["express_workflow"] = express_workflow.run(workdir / "express", say, args.express_bookings)
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:

@@ -393,6 +393,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     if whole is not None:
         out["cpu_per_booking_yardsticks"] = _round(whole, 3)
         out["own_cpu_per_booking_yardsticks"] = _round(own, 3)
+    express = results.get("express_workflow")
+    if express:
+        out["emulator_express_vs_ours_p50_ms"] = {
+            d: _round(express[d]["latency"].get("p50")) for d in ("ours", "express_workflow")
+        } | {"invariants": all(express[d]["invariants"]["ok"] for d in ("ours", "express_workflow"))}
     if results.get("aws"):
         from bench.aws_analysis import summary_keys
 
@@ -621,6 +626,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _md_worker(results.get("worker_throughput"))
     lines += _md_knee(results.get("knee"))
     lines += _md_cold(results.get("cold_start"))
+    lines += _md_express(results.get("express_workflow"))
     lines += _md_aws(results.get("aws"), results.get("booking_cost"))
     notes = [*findings(results), *results.get("notes", [])]
     if notes:
@@ -932,6 +938,41 @@ def _md_model(model: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _md_express(express: dict[str, Any] | None) -> list[str]:
+    if not express:
+        return []
+    lines = [
+        "## 7. The article's Express workflow beside our API, on the emulator",
+        "",
+        "`bench/express_workflow.py`: a synchronous EXPRESS state machine (query, the service's transaction, a Map "
+        f"of one SendMessage per decline, {express['map_concurrency']} at once) on MiniStack's Step Functions, "
+        "against the same table and queue as our API (`chalice local`) and its worker; "
+        f"{express['bookings']} bookings each, {express['apps_per_job']} applications a job, alternated. "
+        "Both answer from the emulator on this machine: compare them with each other, not with AWS.",
+        "",
+        "| design | p50 | p95 | p99 | max | booked | invariants |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for design in ("ours", "express_workflow"):
+        e = express[design]
+        lat = e["latency"]
+        inv = e["invariants"]
+        lines.append(
+            f"| {_DESIGNS[design]} | {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} | {fmt_ms(lat.get('p99'))} | "
+            f"{fmt_ms(lat.get('max'))} | {e['booked']} | "
+            + ("held" if inv["ok"] else f"**{inv['violations']} violations**: {'; '.join(inv['examples'][:3])}")
+            + " |"
+        )
+    lines += [
+        "",
+        f"A second booking of a booked job through the workflow: "
+        f"{'refused (NotBooked), nothing changed' if express['second_booking_refused'] else '**not refused**'}; "
+        f"queue drained: {express['queues_drained']['empty']}.",
+        "",
+    ]
+    return lines
+
+
 _DESIGNS = {
     "ours": "ours",
     "design_floor": "the design's floor",
@@ -947,7 +988,7 @@ def _md_aws(aws: dict[str, Any] | None, booking: dict[str, Any] | None) -> list[
     sim = aws["simulated"]
     sizes = list(sim["ours"])
     lines = [
-        "## 7. On AWS's terms: end to end, cost, memory",
+        "## 8. On AWS's terms: end to end, cost, memory",
         "",
         "`bench/aws_analysis.py`: API Gateway, the invocation, the calls and the function's CPU at "
         f"{aws['api_memory_mb']} MB (CPU per booking in yardsticks, "

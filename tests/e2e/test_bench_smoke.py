@@ -22,7 +22,7 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     out = tmp_path / "results"
 
     run = subprocess.run(  # noqa: S603 - fixed command
-        [sys.executable, "-m", "bench", "--smoke", "--parts", "1,2,3,4,5,6", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--parts", "1,2,3,4,5,6,7", "--out", str(out)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -104,6 +104,13 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     assert head["cpu_per_booking_yardsticks"] > head["own_cpu_per_booking_yardsticks"] > 0
 
     summary = (out / "latest.md").read_text()
-    for heading in ("## 1.", "## 1b.", "## 2.", "## 3.", "## 4.", "## 5.", "## 7.", "## Targets", "## Yardstick"):
+    # 7. The article's Express workflow booked on the emulator's Step Functions, as correctly as ours.
+    express = results["express_workflow"]
+    for design in ("ours", "express_workflow"):
+        assert express[design]["booked"] == 3 and express[design]["invariants"]["ok"], express[design]
+    assert express["second_booking_refused"]
+
+    headings = ("## 1.", "## 1b.", "## 2.", "## 3.", "## 4.", "## 5.", "## 7.", "## 8.", "## Targets", "## Yardstick")
+    for heading in headings:
         assert heading in summary
     assert not (out / "history.jsonl").exists()  # a smoke run leaves the history alone
