@@ -8,7 +8,7 @@ each booking (not timed), so every booking starts on an empty queue, as it would
 on SQS, where a send does not depend on how deep the queue is.
 
 ``run_model`` does the same with ``bench.latency_model`` attached to the clients
-(AWS's published latencies instead of the emulator's), next to the physical limit,
+(AWS's published latencies instead of the emulator's), next to the design's floor,
 and for a few enqueue concurrencies besides the configured one.
 """
 
