@@ -23,7 +23,7 @@ from bench.dataset import prepare_jobs
 from bench.stack import Stack
 from bench.stats import CallCounter
 from chalicelib import bootstrap
-from chalicelib.domain import Caller, Role
+from chalicelib.domain import Caller, Reason, Role
 from chalicelib.observability import flush_metrics
 from tools.token import local_user_id
 
@@ -128,7 +128,7 @@ def measure(stack: Stack, say: Callable[[str], None], sizes: tuple[int, ...] = S
         queued = service.book(caller, job.job_id, job.accepted).declines_queued
         booking = {"units": meter.take(), "calls": calls.take(), "declines_queued": queued}
         for application_id in job.declined:  # what the worker does with each decline message
-            service.decline(job.job_id, application_id)
+            service.decline(job.job_id, application_id, Reason.JOB_BOOKED)
         declines = {"units": meter.take(), "calls": calls.take()}
         service.sweep(job.job_id)  # the booking's delayed sweep, which finds nothing left
         sweep = {"units": meter.take(), "calls": calls.take()}

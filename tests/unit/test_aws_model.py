@@ -66,8 +66,8 @@ MEASURED_AT_5 = {
 
 def test_a_booking_consumes_its_measured_units_and_the_modelled_rest() -> None:
     ours = costs.consumption("ours", 5, MEASURED_AT_5, handler_mean_ms=60.0, sends=1)
-    # 10 + 12 measured, + calendar 2 + dueJobs 1 + 6 email receipts modelled.
-    assert ours["dynamodb_write_request_unit"] == 31
+    # 10 + 12 measured, + 6 email receipts modelled.
+    assert ours["dynamodb_write_request_unit"] == 28
     assert ours["dynamodb_read_request_unit"] == 0.5 + 2 * 1.0  # two sweeps: ours and the stream's
     assert ours["eventbridge_custom_event"] == 6 and ours["ses_email"] == 6
     assert ours["api_gateway_rest_request"] == 1
