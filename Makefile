@@ -46,7 +46,7 @@ e2e: venv emulator ## end-to-end tests against the local stack
 reliability: venv emulator ## the long races, faults and fuzzing runs (bounded versions run in make test)
 	RELIABILITY_SCALE=long $(BIN)/pytest tests/reliability $(PYTEST_ARGS)
 
-bench: venv emulator ## benchmarks, ~12 min; results and history under bench/results/ (BENCH_ARGS=--help for options)
+bench: venv emulator ## benchmarks, says how long first; results and history under bench/results/ (BENCH_ARGS=--help for options)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv ## ruff, then cfn-lint and checkov on the templates

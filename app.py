@@ -193,7 +193,7 @@ def my_applications() -> dict[str, Any]:
 
 @app.on_sqs_message(queue=DECLINES_QUEUE_NAME, batch_size=10, maximum_concurrency=DECLINES_MAX_CONCURRENCY)
 def decline_worker(event: Any) -> dict[str, Any]:
-    # Here, not at the top: powertools' batch utilities are the worker's alone.
+    # Here, not at the top: the batch handling is the worker's alone.
     from chalicelib.worker import handle_decline_batch
 
     context = event.context

@@ -33,11 +33,17 @@ _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 @dataclass(frozen=True)
 class Latency:
-    """A log-normal latency fixed by its median and 99th percentile, in milliseconds."""
+    """A log-normal latency fixed by its median and 99th percentile, in milliseconds.
+
+    ``date`` is when the source measured (or, for an assumption, when it was made);
+    ``assumed`` marks a figure no published measurement backs.
+    """
 
     p50_ms: float
     p99_ms: float
     source: str
+    date: str = ""
+    assumed: bool = False
 
     @property
     def sigma(self) -> float:
@@ -50,15 +56,19 @@ class Latency:
         return self.p50_ms * math.exp(self.sigma**2 / 2)
 
 
-ALEXDEBRIE = "alexdebrie/dynamodb-performance-testing (2020), from Lambda in-region"
-SQS_GUIDE = "SQS developer guide: ~20 ms average from EC2 in-region; FAQ: tens to low hundreds of ms"
+ALEXDEBRIE = "alexdebrie/dynamodb-performance-testing, from Lambda in-region"
+BITESIZED = 'bitesizedserverless.com, "Serverless messaging latency compared", in-region'
 
 # Transactions: the published 5-item figures (ours writes 2 items; the original design too).
-TRANSACT = Latency(25.3, 92.5, f"{ALEXDEBRIE}: TransactWriteItems, 5 items")
+TRANSACT = Latency(25.3, 92.5, f"{ALEXDEBRIE}: TransactWriteItems, 5 items", "2020")
 # Single-item reads and writes: the published PutItem figures (AWS claims single-digit ms for reads).
-ITEM = Latency(7.55, 16.2, f"{ALEXDEBRIE}: PutItem")
-# SQS: the guide's 20 ms as the median; a p99 of 100 ms, the FAQ's "low hundreds" taken at its lowest.
-SQS = Latency(20.0, 100.0, SQS_GUIDE)
+ITEM = Latency(7.55, 16.2, f"{ALEXDEBRIE}: PutItem", "2020")
+# SQS: the measured send-to-consumer figures; a send's own answer comes no later than its delivery.
+SQS = Latency(16.2, 105.0, f"{BITESIZED}: SQS to Lambda (p90 33.8 ms)", "n.d., read 2026-12")
+# A query's answer grows with what it reads (before its filter): ScannedCount items of about
+# 0.5 KB each at ~25 MB/s. No published figure; chosen so 1,000 items (one 1 MB page) add ~20 ms.
+QUERY_MS_PER_ITEM_READ = 0.02
+QUERY_PER_ITEM_SOURCE = "assumed: ~0.5 KB per item read at ~25 MB/s (no published figure)"
 
 DEFAULT_TABLE: dict[str, Latency] = {
     "TransactWriteItems": TRANSACT,
@@ -112,9 +122,11 @@ class LatencyModel:
         return None
 
     @staticmethod
-    def _after(context: dict[str, Any], **_: Any) -> None:
+    def _after(context: dict[str, Any], parsed: dict[str, Any] | None = None, **_: Any) -> None:
         until = context.pop("latency_model_until", None)
         if until is not None:
+            # A query takes longer the more items it reads (its filter does not make it cheaper).
+            until += QUERY_MS_PER_ITEM_READ * int((parsed or {}).get("ScannedCount", 0)) / 1000
             remaining = until - time.perf_counter()
             if remaining > 0:
                 time.sleep(remaining)
@@ -130,53 +142,80 @@ def _sqs_answer(operation: str, entry_ids: list[str]) -> tuple[AWSResponse, dict
     return http, {"Successful": successful, "Failed": [], **meta}
 
 
-def physical_limit_ms(rounds: Sequence[tuple[Latency, int]], samples: int = 2000, seed: int = 7) -> dict[str, float]:
-    """The latency of a booking that makes only the unavoidable sequential rounds.
+class _Shifted:
+    """A latency plus a fixed time: a query that reads ``items`` takes longer by what they weigh."""
 
-    ``rounds`` lists (latency, calls at once): each round lasts as long as its slowest
-    call; the rounds follow one another. Returns the median and p99 over ``samples``.
-    """
+    def __init__(self, base: Latency, shift_ms: float) -> None:
+        self._base, self._shift = base, shift_ms
+
+    def draw(self, rng: random.Random) -> float:
+        return self._base.draw(rng) + self._shift
+
+
+class _InTurn:
+    """Calls made one after another, taken as one: a booking's reads, then its transaction."""
+
+    def __init__(self, *calls: Latency) -> None:
+        self._calls = calls
+
+    def draw(self, rng: random.Random) -> float:
+        return sum(c.draw(rng) for c in self._calls)
+
+
+Call = Latency | _Shifted | _InTurn
+
+
+def rounds_ms(rounds: Sequence[Sequence[Call]], samples: int = 2000, seed: int = 7) -> dict[str, float]:
+    """The latency of calls made in rounds: each round (calls at once) lasts as long as its slowest
+    call; the rounds follow one another. Returns the median and p99 over ``samples``."""
     rng = random.Random(seed)
-    totals = []
-    for _ in range(samples):
-        totals.append(sum(max(lat.draw(rng) for _ in range(max(1, n))) for lat, n in rounds if n > 0))
-    totals.sort()
+    totals = sorted(sum(max((c.draw(rng) for c in r), default=0.0) for r in rounds) for _ in range(samples))
     return {"p50": statistics.median(totals), "p99": totals[int(0.99 * (len(totals) - 1))]}
 
 
-def _booking_reads(t: dict[str, Latency]) -> list[tuple[Latency, int]]:
+def _query(applications: int, t: dict[str, Latency]) -> _Shifted:
+    return _Shifted(t["Query"], QUERY_MS_PER_ITEM_READ * (applications + 1))  # the job and its applications
+
+
+def _batches(applications: int) -> int:
+    """The declines of every application but the accepted one, and the sweep, ten to a batch."""
+    return math.ceil(max(1, applications) / 10)
+
+
+def _commit(t: dict[str, Latency]) -> _InTurn:
     """Before its transaction a booking reads the job and the application, then the nanny's calendar."""
-    return [(t["TransactGetItems"], 1), (t["GetItem"], 1)]
+    return _InTurn(t["TransactGetItems"], t["GetItem"], t["TransactWriteItems"])
 
 
-def booking_limit_ms(applications: int, query_pages: int = 1, table: dict[str, Latency] | None = None) -> dict:
-    """The limit for booking a job of ``applications``: its reads, the transaction, the query's pages
-    one after the other, then every decline batch at once in one parallel round."""
+def design_floor_ms(applications: int, table: dict[str, Latency] | None = None) -> dict[str, float]:
+    """This design's floor for a job of ``applications``: its commit (the reads, then the
+    transaction) and the index read at once, then every batch (the declines and the sweep)
+    in one round."""
     t = table or DEFAULT_TABLE
-    batches = math.ceil(max(0, applications - 1) / 10)
-    rounds = [*_booking_reads(t), (t["TransactWriteItems"], 1)]
-    rounds += [(t["Query"], 1)] * query_pages
-    rounds.append((t["SendMessageBatch"], batches))
-    return physical_limit_ms(rounds)
+    start = [_commit(t), _query(applications, t)]
+    return rounds_ms([start, [t["SendMessageBatch"]] * _batches(applications)])
+
+
+def any_design_floor_ms(table: dict[str, Latency] | None = None) -> dict[str, float]:
+    """What any correct booking waits for: its transaction."""
+    return rounds_ms([[(table or DEFAULT_TABLE)["TransactWriteItems"]]])
 
 
 def expected_booking_ms(
-    applications: int, concurrency: int, query_pages: int = 1, table: dict[str, Latency] | None = None
+    applications: int, concurrency: int, table: dict[str, Latency] | None = None
 ) -> dict[str, float]:
     """The model's prediction for our algorithm with ``concurrency`` batches in flight at once."""
     t = table or DEFAULT_TABLE
-    batches = math.ceil(max(0, applications - 1) / 10)
-    rounds = [*_booking_reads(t), (t["TransactWriteItems"], 1)]
-    rounds += [(t["Query"], 1)] * query_pages
-    full, rest = divmod(batches, max(1, concurrency))
-    rounds += [(t["SendMessageBatch"], concurrency)] * full
-    if rest:
-        rounds.append((t["SendMessageBatch"], rest))
-    return physical_limit_ms(rounds)
+    rounds: list[list[Call]] = [[_commit(t), _query(applications, t)]]
+    batches = _batches(applications)
+    while batches > 0:
+        rounds.append([t["SendMessageBatch"]] * min(batches, max(1, concurrency)))
+        batches -= concurrency
+    return rounds_ms(rounds)
 
 
 def sources(table: dict[str, Latency] | None = None) -> dict[str, dict[str, Any]]:
     return {
-        op: {"p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "source": lat.source}
+        op: {"p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "source": lat.source, "date": lat.date}
         for op, lat in (table or DEFAULT_TABLE).items()
-    }
+    } | {"Query, per item read": {"ms": QUERY_MS_PER_ITEM_READ, "source": QUERY_PER_ITEM_SOURCE}}

@@ -43,6 +43,8 @@ OPERATIONS_TEMPLATE = PROJECT_DIR / "infra" / "operations.yaml"  # merges into C
 AUTH_SETTINGS = {"AUTH_ISSUER": "AuthIssuer", "AUTH_AUDIENCE": "AuthAudience", "AUTH_JWKS_URL": "AuthJwksUrl"}
 # The packaged authorizer's handler (the chalice path keeps Chalice's app.token_authorizer).
 LEAN_AUTHORIZER_HANDLER = "chalicelib.lambda_authorizer.handler"
+# The packaged worker's handler (the chalice path keeps Chalice's app.decline_worker).
+LEAN_WORKER_HANDLER = "chalicelib.lambda_worker.handler"
 
 
 def infrastructure_template(stage: str | None = None) -> dict[str, Any]:
@@ -90,6 +92,8 @@ def merge_template(stage: str, env: dict[str, str], app_name: str = APP_NAME) ->
         "DependsOn": ["DeclinesQueue", "Table"],
         "Properties": {
             "FunctionName": function_name(app_name, stage, WORKER_FUNCTION),
+            # A handler of its own: the worker's cold start imports neither Chalice nor the routes.
+            "Handler": LEAN_WORKER_HANDLER,
             "Events": {event: {"Properties": {"FunctionResponseTypes": [PARTIAL_BATCH_RESPONSES]}}},
             # Safe only because the event above reports partial failures: same template, same update.
             "Environment": {"Variables": {**auth, PARTIAL_BATCH_FLAG: "true"}},
@@ -176,6 +180,9 @@ def check_packaged_template(template: dict[str, Any], env: dict[str, str]) -> No
     authorizer = resources.get(to_cfn_resource_name("token_authorizer"), {}).get("Properties", {})
     if authorizer.get("Handler") != LEAN_AUTHORIZER_HANDLER:
         raise DeployError(f"the packaged authorizer's Handler is {authorizer.get('Handler')!r}")
+    worker_handler = resources.get(to_cfn_resource_name(WORKER_FUNCTION), {}).get("Properties", {}).get("Handler")
+    if worker_handler != LEAN_WORKER_HANDLER:
+        raise DeployError(f"the packaged worker's Handler is {worker_handler!r}")
     dangling = [k for k, v in resources.items() if "Type" not in v]
     if dangling:
         raise DeployError(f"the merge created resources Chalice did not generate (renamed?): {dangling}")

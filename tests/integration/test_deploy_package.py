@@ -195,15 +195,19 @@ def test_the_merge_only_touches_resources_chalice_generates() -> None:
     }
 
 
-def test_the_authorizer_runs_its_own_lean_handler(packaged: tuple[dict, list[str]]) -> None:
+def test_the_authorizer_and_the_worker_run_their_own_lean_handlers(packaged: tuple[dict, list[str]]) -> None:
     template, _ = packaged
     resources = template["Resources"]
     assert resources["TokenAuthorizer"]["Properties"]["Handler"] == "chalicelib.lambda_authorizer.handler"
     assert resources["APIHandler"]["Properties"]["Handler"] == "app.app"
-    assert resources["DeclineWorker"]["Properties"]["Handler"] == "app.decline_worker"
+    assert resources["DeclineWorker"]["Properties"]["Handler"] == "chalicelib.lambda_worker.handler"
     broken = copy.deepcopy(template)
     broken["Resources"]["TokenAuthorizer"]["Properties"]["Handler"] = "app.token_authorizer"
     with pytest.raises(deploy_settings.DeployError, match="authorizer's Handler"):
+        deploy_package.check_packaged_template(broken, deploy_settings.stage_environment("prod"))
+    broken = copy.deepcopy(template)
+    broken["Resources"]["DeclineWorker"]["Properties"]["Handler"] = "app.decline_worker"
+    with pytest.raises(deploy_settings.DeployError, match="worker's Handler"):
         deploy_package.check_packaged_template(broken, deploy_settings.stage_environment("prod"))
 
 
@@ -223,6 +227,7 @@ def test_the_zip_ships_unchecked_bytecode_and_no_runtime_provided_botocore(packa
         names = zf.namelist()
     assert not [n for n in names if n.startswith(("botocore/", "boto3/"))]
     assert "chalicelib/__pycache__/lambda_authorizer.cpython-311.pyc" in names
+    assert "chalicelib/__pycache__/lambda_worker.cpython-311.pyc" in names
     assert any("runtime-provided files, compiled" in line for line in printed)
 
 

@@ -65,3 +65,21 @@ def test_a_decline_that_changes_nothing_tells_why_without_another_read(api: Api,
 
     assert outcomes == [DeclineOutcome.ALREADY_DECLINED, DeclineOutcome.SKIPPED_ACCEPTED]
     assert calls == ["UpdateItem", "UpdateItem"]
+
+
+class _Context:
+    aws_request_id = "lean-worker-1"
+    function_name = "decline-worker"
+
+
+def test_the_packaged_lean_handler_answers_as_the_chalice_one(api: Api, aws: Aws, client) -> None:
+    from chalicelib import lambda_worker
+
+    event, _ = _batch(api, bad={3, 7})
+    lean = lambda_worker.handler(event, _Context())
+    assert lean == {"batchItemFailures": [{"itemIdentifier": "m3"}, {"itemIdentifier": "m7"}]}
+    # The same records again through Chalice: the good ones are already declined, the bad ones still bad.
+    assert client.lambda_.invoke("decline_worker", event).payload == lean
+    event, _ = _batch(api, bad=set(range(10)))
+    with pytest.raises(Exception, match="All records failed"):
+        lambda_worker.handler(event, _Context())

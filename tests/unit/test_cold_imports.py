@@ -13,7 +13,12 @@ _REPORT = "import json, sys; {body}; print(json.dumps(sorted(m for m in sys.modu
 _HEAVY = {"jwt", "cryptography", "aws_xray_sdk", "aws_lambda_powertools"}
 
 
-def _imported_after(body: str) -> set[str]:
+def _imported_after_top(body: str, top: str) -> set[str]:
+    """The modules of package ``top`` loaded after ``body``."""
+    return _imported_after(body, {top})
+
+
+def _imported_after(body: str, tops: set[str] = _HEAVY) -> set[str]:
     env = {
         **os.environ,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -21,7 +26,7 @@ def _imported_after(body: str) -> set[str]:
         "DECLINES_QUEUE_NAME": "q",
         "POWERTOOLS_SERVICE_NAME": "booking",
     }
-    code = _REPORT.format(body=body, tops=_HEAVY)
+    code = _REPORT.format(body=body, tops=tops)
     out = subprocess.run(  # noqa: S603 - our own interpreter and code
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True
     )
@@ -39,3 +44,12 @@ def test_the_authorizer_path_imports_no_powertools_and_no_xray() -> None:
     loaded = _imported_after("import chalicelib.lambda_authorizer")
     assert "jwt" in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"aws_xray_sdk", "aws_lambda_powertools"}}
+
+
+def test_the_packaged_worker_path_imports_neither_chalice_nor_powertools_batching() -> None:
+    loaded = _imported_after("import chalicelib.lambda_worker")
+    assert "aws_lambda_powertools" in loaded  # its logger and metrics
+    assert not {m for m in loaded if m.startswith("aws_lambda_powertools.utilities.batch")}
+    assert not {m for m in loaded if m.split(".")[0] in {"jwt", "cryptography", "aws_xray_sdk"}}
+    chalice = _imported_after_top("import chalicelib.lambda_worker", "chalice")
+    assert not chalice
