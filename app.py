@@ -1,4 +1,4 @@
-"""Routes, the token authorizer and the decline worker: wiring only."""
+"""Routes, the token authorizer, the decline worker, the table's stream and the mailer: wiring only."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ DECLINES_QUEUE_NAME = os.environ.get("DECLINES_QUEUE_NAME", "booking-declines")
 DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
 # How often the due jobs are settled (expired, completed); the local stack runs it more often.
 SETTLE_EVERY_MINUTES = int(os.environ.get("SETTLE_EVERY_MINUTES", "1"))
+NOTIFICATIONS_QUEUE_NAME = os.environ.get("NOTIFICATIONS_QUEUE_NAME", "booking-notifications")
+# A stream's ARN ends in a label known only once the table exists: the packaged template
+# puts the table's own StreamArn in its place (tools/deploy_package.py), `chalice local`
+# subscribes nothing (tools/local_stream.py polls the stream instead).
+TABLE_STREAM_ARN = os.environ.get(
+    "TABLE_STREAM_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/booking/stream/set-by-the-deploy"
+)
 
 
 # API Gateway caches each token's answer for ttl_seconds (per authorizer, not per token): an
@@ -218,5 +225,41 @@ def settle_due_jobs(event: Any) -> dict[str, Any]:
     try:
         report = bootstrap.service().settle_due_jobs()
         return {"expired": report.expired, "completed": report.completed, "failed": report.failed}
+    finally:
+        flush_metrics()
+
+
+# Every committed change of the table, whatever became of the request that made it:
+# heals bookings and cancellations (the sweep) and publishes domain events (docs/stream.md).
+@app.on_dynamodb_record(stream_arn=TABLE_STREAM_ARN, batch_size=100, starting_position="TRIM_HORIZON")
+def table_stream(event: Any) -> dict[str, Any]:
+    from chalicelib.stream import handle_stream_batch
+
+    start_invocation(getattr(event.context, "aws_request_id", None))
+    try:
+        return handle_stream_batch(
+            event.to_dict(),
+            bootstrap.stream_processor(),
+            partial_responses=bootstrap.stream_partial_batch_responses(),
+        )
+    finally:
+        flush_metrics()
+
+
+@app.on_sqs_message(queue=NOTIFICATIONS_QUEUE_NAME, batch_size=10)
+def mail_worker(event: Any) -> dict[str, Any]:
+    # Here, not at the top: powertools' batch utilities and the mailer are this function's alone.
+    from chalicelib.mail_worker import handle_mail_batch
+
+    context = event.context
+    start_invocation(getattr(context, "aws_request_id", None))
+    try:
+        return handle_mail_batch(
+            event.to_dict(),
+            context,
+            bootstrap.mailer(),
+            partial_responses=bootstrap.partial_batch_responses(),
+            metrics=PowertoolsMetrics(),
+        )
     finally:
         flush_metrics()

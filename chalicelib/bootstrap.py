@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.booking import BookingService
-from chalicelib.config import get_settings, reset_settings
+from chalicelib.config import ConfigurationError, get_settings, reset_settings
 from chalicelib.declines import DeadLetters, SqsDeclinePublisher, cached_queue_url
 from chalicelib.observability import PowertoolsMetrics, traced
 from chalicelib.pagination import PageTokens
@@ -22,6 +22,8 @@ from chalicelib.store import DynamoStore
 
 if TYPE_CHECKING:
     from chalicelib.auth import TokenVerifier
+    from chalicelib.mail import Mailer
+    from chalicelib.stream import StreamProcessor
 
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
@@ -157,6 +159,47 @@ def page_tokens() -> PageTokens:
 
     # The source re-reads the keys on their max age: a rotation reaches warm containers.
     return _get("page_tokens", lambda: PageTokens(PageTokenKeySource()))
+
+
+def stream_processor() -> StreamProcessor:
+    from chalicelib.bus import EventBridgeBus
+    from chalicelib.items import state_of
+    from chalicelib.stream import StreamProcessor
+
+    def build() -> StreamProcessor:
+        s = get_settings()
+        if not s.event_bus_name:
+            raise ConfigurationError("EVENT_BUS_NAME is not set")
+        events = _get("events", lambda: boto3.client("events", config=client_config()))
+        return StreamProcessor(
+            state_of,
+            store(),
+            EventBridgeBus(events, s.event_bus_name),
+            publisher(),
+            metrics=PowertoolsMetrics(),
+            sweep_delay_seconds=s.stream_sweep_delay_seconds,
+        )
+
+    return _get("stream_processor", build)
+
+
+def mailer() -> Mailer:
+    from chalicelib.mail import Mailer
+    from chalicelib.ses import SesSender
+
+    def build() -> Mailer:
+        s = get_settings()
+        if not s.mail_sender:
+            raise ConfigurationError("MAIL_SENDER is not set")
+        ses = _get("sesv2", lambda: boto3.client("sesv2", config=client_config()))
+        sender = SesSender(ses, s.mail_sender, s.mail_configuration_set)
+        return Mailer(store(), sender, metrics=PowertoolsMetrics(), lease_seconds=s.mail_lease_seconds)
+
+    return _get("mailer", build)
+
+
+def stream_partial_batch_responses() -> bool:
+    return get_settings().stream_partial_batch_responses
 
 
 def partial_batch_responses() -> bool:

@@ -72,6 +72,15 @@ class Settings:
     dynamodb_read_timeout_seconds: float
     # No new attempt of a transaction starts later than this after its first.
     transaction_deadline_seconds: float
+    # The table's stream, the bus and the emails (docs/stream.md).
+    event_bus_name: str | None
+    # As for the worker: only where the stream subscription is known to honour partial responses.
+    stream_partial_batch_responses: bool
+    # The stream's sweep reads the base table consistently: no index lag to wait for.
+    stream_sweep_delay_seconds: int
+    mail_sender: str | None
+    mail_configuration_set: str | None
+    mail_lease_seconds: int
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +118,12 @@ def get_settings() -> Settings:
             1.0, (_int("DYNAMODB_READ_TIMEOUT_MS", None) or _int("CLIENT_READ_TIMEOUT_MS", 1000) or 1000) / 1000
         ),
         transaction_deadline_seconds=(_int("TRANSACTION_DEADLINE_MS", 1500) or 0) / 1000,
+        event_bus_name=os.environ.get("EVENT_BUS_NAME") or None,
+        stream_partial_batch_responses=_flag("STREAM_PARTIAL_BATCH_RESPONSES"),
+        stream_sweep_delay_seconds=min(900, max(0, _int("STREAM_SWEEP_DELAY_SECONDS", 0) or 0)),
+        mail_sender=os.environ.get("MAIL_SENDER") or None,
+        mail_configuration_set=os.environ.get("MAIL_CONFIGURATION_SET") or None,
+        mail_lease_seconds=_int("MAIL_LEASE_SECONDS", 60) or 60,
     )
 
 

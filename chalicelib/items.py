@@ -15,6 +15,7 @@ Only ``store.py`` uses this module (see README "Data model"):
   guard        PK=JOB#<jobId>  SK=APPLICANT#<user>    (one application per nanny, job and round)
   calendar     PK=NANNY#<user> SK=CALENDAR  version, and B#<jobId>={startsAt, endsAt} per booking
   idempotency  PK=USER#<owner> SK=IDEMPOTENCY#<sha256 of the key>   (expiresAt: the table's TTL)
+  mail receipt PK=MAIL#<eventId> SK=TO#<owner|applicant>          (expiresAt: the table's TTL)
 
 A job and its applications share one partition, so one strongly consistent Query
 reads them all: nothing that must see its own writes depends on an index.
@@ -34,6 +35,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, Reason, Slot
+from chalicelib.events import APPLICATION, JOB, EntityState
 
 JOB_APPLICATIONS_INDEX = "jobApplications"
 # GSI2 is overloaded: applications by applicant, and jobs by owner.
@@ -307,3 +309,49 @@ def idempotency_item(owner: str, client_key: str, fingerprint: str, job_id: str,
         "jobId": job_id,
         "expiresAt": expires_at,
     }
+
+
+# ------------------------------------------------------------ stream images
+
+# A job's own time of each change: the latest of these (ISO strings sort as times).
+_JOB_CHANGE_TIMES = ("createdAt", "updatedAt", "closedAt", "cancelledAt", "expiredAt", "completedAt", "reopenedAt")
+
+
+def state_of(image: dict[str, Any] | None) -> EntityState | None:
+    """A stream image (DynamoDB JSON) as a job or an application; None for any other item.
+
+    Reads attributes by name rather than through ``job_from``/``application_from``, so that
+    a status or field this code does not know yet still makes an event.
+    """
+    if not image:
+        return None
+    kind = image.get("type", {}).get("S")
+    if kind not in ("JOB", "APPLICATION"):
+        return None
+    item = deserialize(image)
+    if kind == "JOB":
+        times = [str(item[name]) for name in _JOB_CHANGE_TIMES if item.get(name)]
+        return EntityState(
+            kind=JOB,
+            job_id=str(item["jobId"]),
+            status=str(item["status"]),
+            owner=str(item["owner"]),
+            changed_at=max(times) if times else None,
+        )
+    return EntityState(
+        kind=APPLICATION,
+        job_id=str(item["jobId"]),
+        application_id=str(item["applicationId"]),
+        status=str(item["status"]),
+        applicant=str(item["applicant"]),
+        reason=item.get("reason"),
+        changed_at=item.get("updatedAt") or item.get("createdAt"),
+    )
+
+
+# ------------------------------------------------------------- mail receipts
+
+
+def mail_receipt_key(event_id: str, recipient: str) -> dict[str, Any]:
+    """One email per event and recipient role: the key the mailer's conditional put claims."""
+    return key(f"MAIL#{event_id}", f"TO#{recipient}")

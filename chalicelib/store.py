@@ -28,6 +28,7 @@ from chalicelib.domain import (
     is_valid_id,
 )
 from chalicelib.dynamo import TRANSACTION_DEADLINE_SECONDS, Cancelled, Table, failed, invalid_cursor, reason_at
+from chalicelib.mail_store import MailRecords
 from chalicelib.shards import EXHAUSTED, merge_newest_first
 from chalicelib.transitions import Transitions, refuse_not_open
 
@@ -38,7 +39,7 @@ _serialize = it.serialize
 _deserialize = it.deserialize
 
 
-class DynamoStore(Transitions):
+class DynamoStore(Transitions, MailRecords):
     """Reads and writes jobs and applications in one table."""
 
     def __init__(

@@ -95,6 +95,9 @@ def app_env(monkeypatch: pytest.MonkeyPatch, jwks: dict[str, Any]) -> Iterator[N
         "ENQUEUE_BACKOFF_MS": "1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "BookingTests",
+        "EVENT_BUS_NAME": "booking-test",
+        "STREAM_PARTIAL_BATCH_RESPONSES": "true",
+        "MAIL_SENDER": "booking-test@example.com",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,4 +1,4 @@
-"""Applies the table and queues of ``infra/resources.yaml`` to any DynamoDB/SQS endpoint.
+"""Applies the table, queues, bus and sender of ``infra/resources.yaml`` to any endpoint.
 
 AWS gets the template through CloudFormation; MiniStack, moto and the tests
 get the very same resource definitions through this module, so there is no second
@@ -93,6 +93,9 @@ def _table_request(props: dict[str, Any]) -> dict[str, Any]:
         request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     if props.get("SSESpecification", {}).get("SSEEnabled"):
         request["SSESpecification"] = {"Enabled": True}
+    if props.get("StreamSpecification"):
+        view = props["StreamSpecification"]["StreamViewType"]
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
     return request
 
 
@@ -153,27 +156,84 @@ def _find_or_create_queue(sqs: Any, props: dict[str, Any]) -> str:
         return sqs.create_queue(QueueName=props["QueueName"], Attributes=_queue_attributes(props))["QueueUrl"]
 
 
-def apply(dynamodb: Any, sqs: Any, stage: str, template_path: Path = TEMPLATE) -> dict[str, Any]:
-    """Creates (or finds) the template's tables and queues; returns its outputs.
+def _apply_bus(events: Any, props: dict[str, Any]) -> dict[str, Any]:
+    try:
+        arn = events.describe_event_bus(Name=props["Name"])["Arn"]
+    except events.exceptions.ResourceNotFoundException:
+        arn = events.create_event_bus(Name=props["Name"])["EventBusArn"]
+    return {"Ref": props["Name"], "Name": props["Name"], "Arn": arn}
 
-    Safe to run again: existing resources are kept as they are.
+
+def _apply_rule(events: Any, props: dict[str, Any]) -> dict[str, Any]:
+    arn = events.put_rule(
+        Name=props["Name"],
+        EventBusName=props["EventBusName"],
+        EventPattern=json.dumps(props["EventPattern"]),
+        State=props.get("State", "ENABLED"),
+    )["RuleArn"]
+    targets = [
+        {k: v for k, v in t.items() if k in ("Id", "Arn", "DeadLetterConfig", "RetryPolicy")} for t in props["Targets"]
+    ]
+    events.put_targets(Rule=props["Name"], EventBusName=props["EventBusName"], Targets=targets)
+    return {"Ref": props["Name"], "Arn": arn}
+
+
+def _apply_identity(ses: Any, props: dict[str, Any]) -> dict[str, Any]:
+    with contextlib.suppress(ses.exceptions.AlreadyExistsException):
+        ses.create_email_identity(EmailIdentity=props["EmailIdentity"])
+    return {"Ref": props["EmailIdentity"]}
+
+
+def apply(
+    dynamodb: Any,
+    sqs: Any,
+    stage: str,
+    template_path: Path = TEMPLATE,
+    *,
+    events: Any = None,
+    sesv2: Any = None,
+) -> dict[str, Any]:
+    """Creates (or finds) the template's tables, queues, bus, rule and sender; returns its outputs.
+
+    Without an ``events`` (``sesv2``) client the bus and rule (the sender identity) are left
+    out, with the outputs that name them. Queue policies are AWS's alone: no emulator checks
+    them. Safe to run again: existing resources are kept as they are.
     """
     template = load_template(template_path)
     resolve = _Resolver(template, parameters(template, {"Stage": stage}))
     resources = template["Resources"]
     for logical in _order(resources):
         spec = resources[logical]
+        kind = spec["Type"]
+        if kind == "AWS::SQS::QueuePolicy" or (
+            (kind.startswith("AWS::Events::") and events is None) or (kind.startswith("AWS::SES::") and sesv2 is None)
+        ):
+            continue
         props = resolve(spec.get("Properties", {}))
-        if spec["Type"] == "AWS::DynamoDB::Table":
+        if kind == "AWS::DynamoDB::Table":
             with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
                 dynamodb.create_table(**_table_request(props))
             dynamodb.get_waiter("table_exists").wait(TableName=props["TableName"], WaiterConfig={"Delay": 0.2})
-            arn = dynamodb.describe_table(TableName=props["TableName"])["Table"]["TableArn"]
-            resolve.physical[logical] = {"Ref": props["TableName"], "Arn": arn}
-        elif spec["Type"] == "AWS::SQS::Queue":
+            table = dynamodb.describe_table(TableName=props["TableName"])["Table"]
+            resolve.physical[logical] = {
+                "Ref": props["TableName"],
+                "Arn": table["TableArn"],
+                "StreamArn": table.get("LatestStreamArn"),
+            }
+        elif kind == "AWS::SQS::Queue":
             url = _find_or_create_queue(sqs, props)
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             resolve.physical[logical] = {"Ref": url, "Arn": arn, "QueueName": props["QueueName"]}
+        elif kind == "AWS::Events::EventBus":
+            resolve.physical[logical] = _apply_bus(events, props)
+        elif kind == "AWS::Events::Rule":
+            resolve.physical[logical] = _apply_rule(events, props)
+        elif kind == "AWS::SES::EmailIdentity":
+            resolve.physical[logical] = _apply_identity(sesv2, props)
         else:
-            raise ValueError(f"{logical}: {spec['Type']} cannot be applied locally")
-    return {name: resolve(out["Value"]) for name, out in template.get("Outputs", {}).items()}
+            raise ValueError(f"{logical}: {kind} cannot be applied locally")
+    outputs = {}
+    for name, out in template.get("Outputs", {}).items():
+        with contextlib.suppress(KeyError):  # names a resource left out above
+            outputs[name] = resolve(out["Value"])
+    return outputs

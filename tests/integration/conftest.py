@@ -22,6 +22,7 @@ from tests.conftest import TokenFactory
 from tests.integration.key_filters import key_filter_violation, template_keys
 from tests.payloads import job_body as job_body  # the tests import it from here
 from tools import ministack, resources
+from tools.local_stream import StreamPoller
 
 
 @dataclass
@@ -59,6 +60,10 @@ class Aws:
     sqs: Any
     outputs: dict[str, Any]
     queries: SentQueries = field(default_factory=SentQueries)
+    streams: Any = None
+    events: Any = None
+    sesv2: Any = None
+    backend: str = "moto"
 
     @property
     def table(self) -> str:
@@ -107,9 +112,9 @@ class Aws:
 
 @pytest.fixture(scope="session")
 def ministack_endpoint() -> Iterator[str]:
-    """MiniStack (DynamoDB and SQS), nothing kept, for the whole session (started on first use)."""
+    """MiniStack (DynamoDB and its streams, SQS, EventBridge, SES), nothing kept, for the whole session."""
     state_dir = Path(tempfile.mkdtemp(prefix="integration-ministack-"))
-    emulator = ministack.start(state_dir=state_dir, services=("dynamodb", "sqs"))
+    emulator = ministack.start(state_dir=state_dir, services=("dynamodb", "dynamodbstreams", "sqs", "events", "ses"))
     try:
         yield emulator.endpoint
     finally:
@@ -128,18 +133,47 @@ def aws(request: pytest.FixtureRequest, app_env: None, monkeypatch: pytest.Monke
         endpoint = request.getfixturevalue("ministack_endpoint")
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)  # mock_aws lets these calls through
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
+        for service in ("DYNAMODB_STREAMS", "EVENTBRIDGE", "SESV2"):
+            monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", endpoint)
         stage = f"test-{uuid.uuid4().hex[:12]}"  # a table and queues of its own, in a shared emulator
         monkeypatch.setenv("TABLE_NAME", f"booking-{stage}")
         monkeypatch.setenv("DECLINES_QUEUE_NAME", f"booking-declines-{stage}")
     with mock_aws(), no_key_filters() as queries:
         dynamodb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
-        outputs = resources.apply(dynamodb, sqs, stage=stage)
-        yield Aws(dynamodb=dynamodb, sqs=sqs, outputs=outputs, queries=queries)
+        events = boto3.client("events")
+        sesv2 = boto3.client("sesv2")
+        outputs = resources.apply(dynamodb, sqs, stage=stage, events=events, sesv2=sesv2)
+        monkeypatch.setenv("EVENT_BUS_NAME", outputs["EventBusName"])
+        monkeypatch.setenv("MAIL_SENDER", outputs["MailSender"])
+        yield Aws(
+            dynamodb=dynamodb,
+            sqs=sqs,
+            outputs=outputs,
+            queries=queries,
+            streams=streams_client(request.param),
+            events=events,
+            sesv2=sesv2,
+            backend=request.param,
+        )
         if request.param == "ministack":
             dynamodb.delete_table(TableName=outputs["TableName"])
-            for url in (outputs["DeclinesQueueUrl"], outputs["DeclinesDeadLetterQueueUrl"]):
-                sqs.delete_queue(QueueUrl=url)
+            for name, url in outputs.items():
+                if name.endswith("QueueUrl"):
+                    sqs.delete_queue(QueueUrl=url)
+            events.remove_targets(
+                Rule=f"booking-notifications-{stage}", EventBusName=outputs["EventBusName"], Ids=["notifications"]
+            )
+            events.delete_rule(Name=f"booking-notifications-{stage}", EventBusName=outputs["EventBusName"])
+            events.delete_event_bus(Name=outputs["EventBusName"])
+
+
+def streams_client(backend: str) -> Any:
+    if backend == "moto":
+        # moto 5.2.5 matches the streams endpoint only with its trailing slash, which botocore
+        # 1.44 no longer sends: DescribeStream answers 404 "Not yet implemented" without it.
+        return boto3.client("dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com/")
+    return boto3.client("dynamodbstreams")
 
 
 @dataclass
@@ -249,6 +283,31 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-e
             for i, m in enumerate(messages)
         ]
     }
+
+
+def stream_poller(client: Client, aws: Aws, **options: Any) -> StreamPoller:
+    """The table's stream fed to the stream function as Lambda would (no pause between retries)."""
+
+    def handler(event: dict[str, Any], _context: Any) -> Any:
+        reply = client.lambda_.invoke("table_stream", event)
+        if reply.payload and isinstance(reply.payload, dict) and reply.payload.get("errorType"):
+            raise RuntimeError(f"{reply.payload['errorType']}: {reply.payload.get('errorMessage')}")
+        return reply.payload
+
+    return StreamPoller(
+        aws.streams,
+        aws.outputs["TableStreamArn"],
+        options.pop("handler", handler),
+        function_name="table_stream",
+        sleep=lambda _s: None,
+        **options,
+    )
+
+
+@pytest.fixture
+def stream(client: Client, aws: Aws) -> StreamPoller:
+    """The test's reader of the table's stream: ``stream.drain()`` handles what was written so far."""
+    return stream_poller(client, aws)
 
 
 def run_worker(client: Client, aws: Aws) -> int:

@@ -1,0 +1,105 @@
+"""What the stream and the mailer read and write in the table: a job's owner, the context
+of an email, and the receipts that make each email go out once.
+
+Part of ``DynamoStore`` (``store.py``), as ``transitions.py`` is; keys come from ``items.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import items as it
+from chalicelib.dynamo import Table, error_code
+from chalicelib.mail import ClaimState, MailContext, Person
+
+# Receipts outlive any redelivery: a stream record lives 24 h, an SQS message 4 days.
+MAIL_RECEIPT_TTL_SECONDS = 14 * 24 * 3600
+
+_s = it.s
+
+
+def _text(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name, {}).get("S")
+    return value or None
+
+
+class MailRecords:
+    """Mixed into ``DynamoStore``: needs ``self._t`` (a ``dynamo.Table``)."""
+
+    _t: Table
+
+    def owner_of(self, job_id: str) -> str | None:
+        item = self._t.get(it.job_key(job_id))
+        return _text(item, "owner") if item else None
+
+    def mail_context(self, job_id: str, application_id: str | None) -> MailContext | None:
+        job = self._t.get(it.job_key(job_id))
+        if not job:
+            return None
+        applicant = None
+        if application_id is not None:
+            app = self._t.get(it.application_key(job_id, application_id))
+            if not app:
+                return None
+            applicant = Person(_text(app, "applicant"), _text(app, "applicantName"), _text(app, "applicantEmail"))
+        return MailContext(
+            title=_text(job, "title") or "",
+            job_status=_text(job, "status") or "",
+            starts_at=_text(job, "startsAt") or "",
+            owner=Person(_text(job, "owner"), _text(job, "ownerName"), _text(job, "ownerEmail")),
+            applicant=applicant,
+        )
+
+    def claim_mail(self, event_id: str, recipient: str, *, lease_seconds: int) -> ClaimState:
+        now = int(time.time())
+        try:
+            self._t.api_call(
+                "put_item",
+                TableName=self._t.name,
+                Item={
+                    **it.mail_receipt_key(event_id, recipient),
+                    "type": _s("MAIL_RECEIPT"),
+                    "state": _s("SENDING"),
+                    "claimedUntil": {"N": str(now + lease_seconds)},
+                    "expiresAt": {"N": str(now + MAIL_RECEIPT_TTL_SECONDS)},
+                },
+                # Free, or a claim whose holder died before sending (its lease is over).
+                ConditionExpression="attribute_not_exists(PK) OR (#state = :sending AND claimedUntil < :now)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":sending": _s("SENDING"), ":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item") or {}
+            return ClaimState.IN_FLIGHT if _text(old, "state") == "SENDING" else ClaimState.SENT
+        return ClaimState.CLAIMED
+
+    def mark_mail_sent(self, event_id: str, recipient: str) -> None:
+        self._t.api_call(
+            "update_item",
+            TableName=self._t.name,
+            Key=it.mail_receipt_key(event_id, recipient),
+            UpdateExpression="SET #state = :outcome REMOVE claimedUntil",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":outcome": _s("SENT")},
+        )
+
+    def release_mail(self, event_id: str, recipient: str) -> None:
+        """Gives a claim back after a failed send, so that the retry need not wait for the lease."""
+        try:
+            self._t.api_call(
+                "delete_item",
+                TableName=self._t.name,
+                Key=it.mail_receipt_key(event_id, recipient),
+                ConditionExpression="#state = :sending",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":sending": _s("SENDING")},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
