@@ -12,7 +12,7 @@ PARAMS ?=
 EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
-.PHONY: help venv emulator test unit integration e2e reliability lint format local token demo \
+.PHONY: help venv emulator test unit integration e2e reliability lint format local token mail demo \
         bench package deploy smoke destroy aws-emulator reconcile redrive rotate-page-token-key clean-local
 
 help: ## list the targets
@@ -79,6 +79,9 @@ local: venv emulator ## run the whole service locally (PORT=8000)
 
 token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny [EMAIL=a@b.c]
 	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)" $(if $(EMAIL),--email "$(EMAIL)")
+
+mail: venv ## print the emails the running local stack has sent, one JSON object per line
+	@$(BIN)/python -m tools.local_mail
 
 demo: venv ## book a job with 20 applicants against the running local stack
 	@$(BIN)/python -m tools.demo

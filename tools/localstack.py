@@ -1,13 +1,16 @@
 """The whole service on this machine, as one process tree: ``python -m tools.localstack``.
 
-Starts, in order: MiniStack (``tools.ministack``) for DynamoDB and SQS, the resources
-of ``infra/resources.yaml`` on it, the dev signing key, ``chalice local`` for the HTTP
-API, the SQS handler's pollers (threads, see ``local_worker``) and the scheduled
-handlers, every few seconds (``local_schedule``). Ctrl-C or SIGTERM
-stops everything, MiniStack last (it saves its state then), and exits 0.
+Starts, in order: MiniStack (``tools.ministack``) for DynamoDB and its streams, SQS,
+EventBridge and SES, the resources of ``infra/resources.yaml`` on it, the dev signing
+key, ``chalice local`` for the HTTP API, the SQS handlers' pollers (threads, see
+``local_worker``), the stream's poller (a thread, see ``local_stream``) and the scheduled
+handlers, every few seconds (``local_schedule``). Ctrl-C or SIGTERM stops everything,
+MiniStack last (it saves its state then), and exits 0. ``make mail`` reads the emails its
+SES sent (``local_mail``).
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
-as they are and MiniStack serves only the other service (or is not started at all).
+as they are (the table's stream is read where the table is); MiniStack still serves
+EventBridge and SES.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ LOCAL_DIR = PROJECT_ROOT / ".local"
 # MiniStack's state (tables, queues and their messages), saved on a clean stop. `make clean-local` forgets it.
 DATA_DIR = LOCAL_DIR / "data" / "ministack"
 EMULATED = ("dynamodb", "sqs")
+ALWAYS_EMULATED = ("events", "ses")  # the bus and the emails: MiniStack's alone
+# Where the stream's poller keeps its place across restarts (with the saved state).
+STREAM_CHECKPOINTS = LOCAL_DIR / "data" / "stream-checkpoints.json"
+# The running stack's MiniStack endpoint, for `make mail`.
+ENDPOINT_FILE = LOCAL_DIR / "endpoint"
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 5.0
 # Lambda runs at least two batches of an SQS source at once (its lowest maximum
@@ -181,6 +189,9 @@ class Endpoints:
             "emulator_endpoint": self.emulator,
             "queue_url": self.outputs["DeclinesQueueUrl"],
             "dlq_url": self.outputs["DeclinesDeadLetterQueueUrl"],
+            "notifications_queue_url": self.outputs.get("NotificationsQueueUrl"),
+            "stream_failures_queue_url": self.outputs.get("StreamFailuresQueueUrl"),
+            "mail_sender": self.outputs.get("MailSender"),
             "table": self.outputs["TableName"],
             "pid": os.getpid(),
         }
@@ -214,11 +225,18 @@ class LocalStack:
             "sqs": os.environ.get("AWS_ENDPOINT_URL_SQS", ""),
         }
         missing = [service for service in EMULATED if not given[service]]
-        emulator = self.endpoints.emulator = self._start_emulator(missing) if missing else None
-        self.endpoints.dynamodb = given["dynamodb"] or emulator or ""
-        self.endpoints.sqs = given["sqs"] or emulator or ""
+        missing += ["dynamodbstreams"] if "dynamodb" in missing else []
+        emulator = self.endpoints.emulator = self._start_emulator(missing + list(ALWAYS_EMULATED))
+        self.endpoints.dynamodb = given["dynamodb"] or emulator
+        self.endpoints.sqs = given["sqs"] or emulator
         base_env["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoints.dynamodb
+        base_env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = self.endpoints.dynamodb
         base_env["AWS_ENDPOINT_URL_SQS"] = self.endpoints.sqs
+        base_env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = emulator
+        base_env["AWS_ENDPOINT_URL_SESV2"] = emulator
+        if not self.options.in_memory:  # the developer's stack; a test's own stacks say theirs in the ready file
+            ENDPOINT_FILE.parent.mkdir(parents=True, exist_ok=True)
+            ENDPOINT_FILE.write_text(f"{emulator}\n")
         self._check_stop()
         self.endpoints.outputs = self._apply_resources()
         ensure_keys()
@@ -262,6 +280,10 @@ class LocalStack:
                     poller.batches,
                     poller.messages / poller.batches,
                 )
+        if self._emulator is not None:
+            with contextlib.suppress(OSError):
+                if ENDPOINT_FILE.read_text().strip() == self._emulator.endpoint:
+                    ENDPOINT_FILE.unlink()
         if self._emulator is not None and self._emulator.stop() not in (0, -signal.SIGTERM):
             log.warning("MiniStack did not stop cleanly; its log:\n%s", self._emulator.log_tail())
         if self._scratch_state is not None:
@@ -326,8 +348,13 @@ class LocalStack:
             ) from None
 
     def _apply_resources(self) -> dict[str, Any]:
+        emulator = self.endpoints.emulator or ""
         outputs = resources.apply(
-            _client("dynamodb", self.endpoints.dynamodb), _client("sqs", self.endpoints.sqs), stage=STAGE
+            _client("dynamodb", self.endpoints.dynamodb),
+            _client("sqs", self.endpoints.sqs),
+            stage=STAGE,
+            events=_client("events", emulator),
+            sesv2=_client("sesv2", emulator),
         )
         log.info(
             "applied %s: table %s, queue %s",
@@ -360,8 +387,30 @@ class LocalStack:
         self._wait_until(lambda: _http_answers(url), "chalice local", child)
         return url
 
+    def _start_stream(self, app_module: Any, source: Any) -> None:
+        from tools.local_stream import StreamPoller
+
+        sqs = _client("sqs", self.endpoints.sqs)
+        failures_url = self.endpoints.outputs["StreamFailuresQueueUrl"]
+        poller = StreamPoller(
+            _client("dynamodbstreams", self.endpoints.dynamodb),
+            self.endpoints.outputs["TableStreamArn"],
+            getattr(app_module, source.name),
+            function_name=f"{app_module.app.app_name}-{STAGE}-{source.name}",
+            batch_size=source.batch_size,
+            # As the packaged subscription (tools/deploy_package.py), with retries seconds apart.
+            max_retries=3,
+            retry_delay_seconds=self.options.retry_delay,
+            on_failure=lambda note: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(note)),
+            checkpoint_path=None if self.options.in_memory else STREAM_CHECKPOINTS,
+        )
+        thread = threading.Thread(target=poller.run, args=(self._worker_stop,), name="table-stream", daemon=True)
+        thread.start()
+        self._workers.append(thread)
+        log.info("%s polls the table's stream (checkpoints %s)", source.name, poller_checkpoints(self.options))
+
     def _start_workers(self) -> None:
-        from chalice.app import ScheduledEventConfig, SQSEventConfig
+        from chalice.app import DynamoDBEventConfig, ScheduledEventConfig, SQSEventConfig
 
         from tools import local_schedule
         from tools.local_worker import QueuePoller, start_in_thread
@@ -381,6 +430,9 @@ class LocalStack:
                 )
                 self._workers.append(local_schedule.start_in_thread(schedule, self._worker_stop))
                 log.info("%s runs every %g s", source.name, self.options.schedule_every)
+                continue
+            if isinstance(source, DynamoDBEventConfig):
+                self._start_stream(app_module, source)
                 continue
             if not isinstance(source, SQSEventConfig):
                 continue
@@ -408,6 +460,10 @@ class LocalStack:
                 self.options.batching_window,
                 self.options.retry_delay,
             )
+
+
+def poller_checkpoints(options: Options) -> str:
+    return "in memory" if options.in_memory else str(STREAM_CHECKPOINTS.relative_to(PROJECT_ROOT))
 
 
 def _saved_emulator_port() -> int:
