@@ -2,9 +2,12 @@
 
 The merge adds, to what Chalice generates: the resources of ``infra/resources.yaml`` and
 ``infra/identity.yaml``; ``FunctionResponseTypes: [ReportBatchItemFailures]`` on the
-worker's SQS event together with ``DECLINES_PARTIAL_BATCH_RESPONSES=true`` on the worker
-(the one flag is only safe with the other, so they travel in one template); and the
-functions' ``AUTH_*`` settings, derived from the user pool.
+workers' SQS events together with ``DECLINES_PARTIAL_BATCH_RESPONSES=true`` on them
+(the one flag is only safe with the other, so they travel in one template); the stream
+subscription's table, failure settings (partial responses, bisect, retries, record age,
+an on-failure queue) and its flag, a parameter because the emulated account does not
+honour partial responses on streams; and the functions' ``AUTH_*`` settings, derived
+from the user pool.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ import boto3
 from tools.deploy_chalice import Runner, run_chalice, run_command
 from tools.deploy_settings import (
     APP_NAME,
+    MAIL_FUNCTION,
     PARTIAL_BATCH_FLAG,
     PARTIAL_BATCH_RESPONSES,
     PROJECT_DIR,
     SCHEDULER_FUNCTION,
+    STREAM_FUNCTION,
+    STREAM_PARTIAL_BATCH_FLAG,
     WORKER_FUNCTION,
     DeployError,
     Printer,
@@ -45,6 +51,28 @@ AUTH_SETTINGS = {"AUTH_ISSUER": "AuthIssuer", "AUTH_AUDIENCE": "AuthAudience", "
 LEAN_AUTHORIZER_HANDLER = "chalicelib.lambda_authorizer.handler"
 # The packaged worker's handler (the chalice path keeps Chalice's app.decline_worker).
 LEAN_WORKER_HANDLER = "chalicelib.lambda_worker.handler"
+# The stream subscription's failure handling (Chalice cannot set any of it): a failing
+# record is retried from itself on (partial responses), a failing batch is split until
+# the poison record is alone (bisect), and none holds its shard longer than the retries or
+# the record age allow before its position goes to the on-failure queue (alarmed).
+STREAM_EVENT_SETTINGS: dict[str, Any] = {
+    "FunctionResponseTypes": [PARTIAL_BATCH_RESPONSES],
+    "BisectBatchOnFunctionError": True,
+    "MaximumRetryAttempts": 5,
+    "MaximumRecordAgeInSeconds": 3600,
+    "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["StreamFailuresQueue", "Arn"]}}},
+}
+STREAM_PARTIAL_PARAMETER = "StreamPartialBatchResponses"
+STREAM_PARTIAL_PARAMETER_SPEC: dict[str, Any] = {
+    "Type": "String",
+    "Default": "true",
+    "AllowedValues": ["true", "false"],
+    "Description": (
+        "Whether the stream function reports failed records one by one. true on AWS, whose stream "
+        "subscriptions honour the report; false on an emulator that does not (it would take a report "
+        "for success and drop the failed records): the whole batch fails instead."
+    ),
+}
 
 
 def infrastructure_template(stage: str | None = None) -> dict[str, Any]:
@@ -64,6 +92,7 @@ def infrastructure_template(stage: str | None = None) -> dict[str, Any]:
             merged.update(part.get(section, {}))
         combined[section] = merged
     if stage:
+        combined["Parameters"][STREAM_PARTIAL_PARAMETER] = STREAM_PARTIAL_PARAMETER_SPEC
         # One stage per template: the names in the functions' environment are fixed.
         stage_param = combined["Parameters"]["Stage"]
         combined["Parameters"]["Stage"] = {**stage_param, "Default": stage, "AllowedValues": [stage]}
@@ -118,6 +147,32 @@ def merge_template(stage: str, env: dict[str, str], app_name: str = APP_NAME) ->
     resources[to_cfn_resource_name(SCHEDULER_FUNCTION)] = {
         "DependsOn": ["DeclinesQueue", "Table"],
         "Properties": {"FunctionName": function_name(app_name, stage, SCHEDULER_FUNCTION)},
+    }
+    stream_event = to_cfn_resource_name(f"{STREAM_FUNCTION}-dynamodb-event-source")
+    resources[to_cfn_resource_name(STREAM_FUNCTION)] = {
+        "DependsOn": ["DeclinesQueue", "EventBus"],
+        "Properties": {
+            "FunctionName": function_name(app_name, stage, STREAM_FUNCTION),
+            # The stream's ARN is known only once the table exists: the table's own.
+            "Events": {
+                stream_event: {
+                    "Properties": {"Stream": {"Fn::GetAtt": ["Table", "StreamArn"]}, **STREAM_EVENT_SETTINGS}
+                }
+            },
+            "Environment": {"Variables": {**auth, STREAM_PARTIAL_BATCH_FLAG: {"Ref": STREAM_PARTIAL_PARAMETER}}},
+        },
+    }
+    mail_event = to_cfn_resource_name(f"{MAIL_FUNCTION}-sqs-event-source")
+    resources[to_cfn_resource_name(MAIL_FUNCTION)] = {
+        "DependsOn": ["NotificationsQueue", "Table"],
+        "Properties": {
+            "FunctionName": function_name(app_name, stage, MAIL_FUNCTION),
+            "Events": {mail_event: {"Properties": {"FunctionResponseTypes": [PARTIAL_BATCH_RESPONSES]}}},
+            # The sender is the stack's own identity (its domain is a parameter).
+            "Environment": {
+                "Variables": {**auth, PARTIAL_BATCH_FLAG: "true", "MAIL_SENDER": {"Ref": "MailSenderIdentity"}}
+            },
+        },
     }
     # Chalice 1.34 names the API handler's log group after "ApiHandler", a resource that
     # does not exist (the function is "APIHandler"): point it at the real one.
@@ -174,6 +229,22 @@ def check_packaged_template(template: dict[str, Any], env: dict[str, str]) -> No
     mismatches = partial_batch_mismatches(template)
     if mismatches:
         raise DeployError("partial batch responses would be ignored: " + "; ".join(mismatches))
+    stream_events = [
+        e
+        for e in resources.get(to_cfn_resource_name(STREAM_FUNCTION), {})
+        .get("Properties", {})
+        .get("Events", {})
+        .values()
+        if e.get("Type") == "DynamoDB"
+    ]
+    if len(stream_events) != 1:
+        raise DeployError(f"the packaged stream function has {len(stream_events)} DynamoDB events, expected 1")
+    stream_props = stream_events[0].get("Properties", {})
+    wrong = {k: stream_props.get(k) for k, v in STREAM_EVENT_SETTINGS.items() if stream_props.get(k) != v}
+    if stream_props.get("Stream") != {"Fn::GetAtt": ["Table", "StreamArn"]} or wrong:
+        raise DeployError(
+            f"the packaged stream subscription lacks its table or failure settings: {wrong or stream_props}"
+        )
     missing = [r for r in ("Table", "DeclinesQueue", "DeclinesDeadLetterQueue", "UserPool") if r not in resources]
     if missing:
         raise DeployError(f"the merge left out {missing}")

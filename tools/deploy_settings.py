@@ -17,11 +17,16 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_NAME = "babysitting-booking"
 WORKER_FUNCTION = "decline_worker"
 SCHEDULER_FUNCTION = "settle_due_jobs"  # expires and completes due jobs, every minute
-FUNCTIONS = ("api_handler", "token_authorizer", WORKER_FUNCTION, SCHEDULER_FUNCTION)
+STREAM_FUNCTION = "table_stream"
+MAIL_FUNCTION = "mail_worker"
+FUNCTIONS = ("api_handler", "token_authorizer", WORKER_FUNCTION, SCHEDULER_FUNCTION, STREAM_FUNCTION, MAIL_FUNCTION)
 PARTIAL_BATCH_RESPONSES = "ReportBatchItemFailures"
 # The worker returns batchItemFailures only when this is "true" (chalicelib/config.py); a
 # deploy path sets it only where the subscription is known to honour such a report.
 PARTIAL_BATCH_FLAG = "DECLINES_PARTIAL_BATCH_RESPONSES"
+# The same for the stream function: true only where the stream subscription honours a report
+# (AWS); MiniStack's stream subscriptions do not, so the emulated account's stack says false.
+STREAM_PARTIAL_BATCH_FLAG = "STREAM_PARTIAL_BATCH_RESPONSES"
 NOT_DEPLOYABLE = {"local"}  # served by `make local`, never deployed
 
 Printer = Callable[[str], None]

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from tools import cfn_stack, preflight
 from tools.deploy_chalice import Runner, refuse_retained_table, run_command
-from tools.deploy_package import package
+from tools.deploy_package import STREAM_PARTIAL_PARAMETER, package
 from tools.deploy_secret import ensure_page_token_key
 from tools.deploy_settings import (
     APP_NAME,
@@ -159,6 +159,12 @@ def deploy_packaged(
     params.setdefault("CognitoJwksBaseUrl", jwks_base or "")
     if jwks_base:
         out(f"    Cognito is emulated: JWKS under {jwks_base}")
+    # MiniStack's stream subscriptions ignore ReportBatchItemFailures (they retry the whole
+    # batch only on an error): there, the stream function fails whole batches instead.
+    streams_emulated = emulated_streams(session)
+    params.setdefault(STREAM_PARTIAL_PARAMETER, "false" if streams_emulated else "true")
+    if streams_emulated:
+        out("    DynamoDB Streams are emulated: the stream function fails whole batches (no partial responses)")
     name = stack_name(stage)
     cfn = session.client("cloudformation")
     step(out, "pre-flight")
@@ -205,6 +211,12 @@ def deploy_packaged(
     if jwks_base and outputs.get("RestAPIId"):
         out(f"    emulator URL: {emulated_api_url(session, outputs)}")
     return outputs
+
+
+def emulated_streams(session: Any) -> bool:
+    """True when the stack's Lambda reads DynamoDB streams somewhere other than AWS (an emulator)."""
+    endpoint = session.client("lambda").meta.endpoint_url
+    return not endpoint.rstrip("/").endswith(".amazonaws.com")
 
 
 def emulated_api_url(session: Any, outputs: dict[str, str]) -> str:

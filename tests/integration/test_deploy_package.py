@@ -70,6 +70,8 @@ def test_package_names_the_functions_as_chalice_deploy_does(packaged: tuple[dict
         "TokenAuthorizer": "babysitting-booking-prod-token_authorizer",
         "DeclineWorker": "babysitting-booking-prod-decline_worker",
         "SettleDueJobs": "babysitting-booking-prod-settle_due_jobs",
+        "TableStream": "babysitting-booking-prod-table_stream",
+        "MailWorker": "babysitting-booking-prod-mail_worker",
     }
     log_groups = {
         k: v["Properties"]["LogGroupName"] for k, v in template["Resources"].items() if k.endswith("LogGroup")
@@ -85,6 +87,8 @@ def test_package_roles_carry_the_stage_policies(packaged: tuple[dict, list[str]]
         ("TokenAuthorizerRole", "policy-prod-authorizer.json"),
         ("DeclineWorkerRole", "policy-prod-worker.json"),
         ("SettleDueJobsRole", "policy-prod-scheduler.json"),
+        ("TableStreamRole", "policy-prod-stream.json"),
+        ("MailWorkerRole", "policy-prod-mail.json"),
     ):
         (policy,) = template["Resources"][role]["Properties"]["Policies"]
         assert policy["PolicyDocument"] == json.loads((root / policy_file).read_text())
@@ -116,8 +120,26 @@ def test_partial_batch_flag_and_subscription_travel_together(packaged: tuple[dic
         for name, r in template["Resources"].items()
         if r["Type"] == "AWS::Serverless::Function"
     }
-    assert flags == {"APIHandler": None, "TokenAuthorizer": None, "DeclineWorker": "true", "SettleDueJobs": None}
+    assert flags == {
+        "APIHandler": None,
+        "TokenAuthorizer": None,
+        "DeclineWorker": "true",
+        "SettleDueJobs": None,
+        "TableStream": None,
+        "MailWorker": "true",
+    }
     assert deploy_package.partial_batch_mismatches(template) == []
+    # The stream function's flag is the stack's parameter: false where streams are emulated.
+    stream = template["Resources"]["TableStream"]["Properties"]
+    assert stream["Environment"]["Variables"]["STREAM_PARTIAL_BATCH_RESPONSES"] == {
+        "Ref": "StreamPartialBatchResponses"
+    }
+    event = stream["Events"]["TableStreamDynamodbEventSource"]["Properties"]
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["BisectBatchOnFunctionError"] is True
+    assert event["Stream"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+    assert event["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamFailuresQueue", "Arn"]}
+    assert event["MaximumRetryAttempts"] > 0 and event["MaximumRecordAgeInSeconds"] <= 24 * 3600
 
 
 def test_a_flag_without_its_subscription_setting_fails_the_package(packaged: tuple[dict, list[str]]) -> None:
@@ -188,6 +210,8 @@ def test_the_merge_only_touches_resources_chalice_generates() -> None:
         "SettleDueJobs",
         "ApiHandlerLogGroup",
         "RestAPI",
+        "TableStream",
+        "MailWorker",
     }
     events = merge["Resources"]["DeclineWorker"]["Properties"]["Events"]
     assert events == {

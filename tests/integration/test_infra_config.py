@@ -64,6 +64,8 @@ def _short(function: str) -> str:
         "token_authorizer": "authorizer",
         "decline_worker": "worker",
         "settle_due_jobs": "scheduler",
+        "table_stream": "stream",
+        "mail_worker": "mail",
     }[function]
 
 
