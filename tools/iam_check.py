@@ -37,6 +37,14 @@ SQS_POLLER_ACTIONS = (
     "sqs:ChangeMessageVisibility",
 )
 
+# Lambda's DynamoDB Streams poller uses the function's role (AWS docs: Lambda with DynamoDB).
+STREAM_POLLER_ACTIONS = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)
+
 _TRANSACT_WRITE = {
     "ConditionCheck": "dynamodb:ConditionCheckItem",
     "Put": "dynamodb:PutItem",
@@ -144,6 +152,13 @@ def needs_for_call(call: Call, region: str, account: str, rename: dict[str, str]
     elif call.service == "sqs" and call.operation in _SQS:
         name = _queue_name(p)
         return [Need(_SQS[call.operation], queue_arn(rename.get(name, name), region, account))]
+    elif call.service == "events" and call.operation == "PutEvents":
+        buses = {rename.get(e["EventBusName"], e["EventBusName"]) for e in p["Entries"]}
+        return [Need("events:PutEvents", f"arn:aws:events:{region}:{account}:event-bus/{b}") for b in sorted(buses)]
+    elif call.service == "sesv2" and call.operation == "SendEmail":
+        # Authorized on the sender's identity (in the SES sandbox, the recipients' too).
+        sender = rename.get(p["FromEmailAddress"], p["FromEmailAddress"])
+        return [Need("ses:SendEmail", f"arn:aws:ses:{region}:{account}:identity/{sender}")]
     elif call.service == "ssm" and call.operation == "GetParameter":
         # A SecureString under the AWS-managed key aws/ssm: that key's own policy lets the
         # account's principals decrypt through SSM, so no kms:Decrypt is needed.
@@ -159,8 +174,11 @@ def runtime_needs(
     *,
     xray: bool,
     polled_queue: str | None = None,
+    polled_stream_table: str | None = None,
+    on_failure_queue: str | None = None,
 ) -> list[Need]:
-    """What Lambda itself does with the function's role: logs, traces, SQS polling."""
+    """What Lambda itself does with the function's role: logs, traces, SQS and stream polling,
+    and sending what a stream subscription gives up to its on-failure queue."""
     group = f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{lambda_name}"
     stream = f"{group}:log-stream:2030/01/01/[$LATEST]0123456789abcdef"
     needs = [
@@ -174,6 +192,11 @@ def runtime_needs(
         needs += [Need(a, "*") for a in sorted(RESOURCELESS_ACTIONS)]
     if polled_queue:
         needs += [Need(a, queue_arn(polled_queue, region, account)) for a in SQS_POLLER_ACTIONS]
+    if polled_stream_table:
+        stream = f"{table_arn(polled_stream_table, region, account)}/stream/2030-01-01T00:00:00.000"
+        needs += [Need(a, stream) for a in STREAM_POLLER_ACTIONS]
+    if on_failure_queue:
+        needs.append(Need("sqs:SendMessage", queue_arn(on_failure_queue, region, account)))
     return needs
 
 

@@ -34,13 +34,15 @@ from chalicelib.store import DynamoStore
 from tests.conftest import AUDIENCE, ISSUER
 from tools import iam_check, resources
 from tools.deploy import FUNCTIONS, WORKER_FUNCTION, chalice_config, function_name, stage_environment
-from tools.deploy_settings import SCHEDULER_FUNCTION
+from tools.deploy_settings import MAIL_FUNCTION, SCHEDULER_FUNCTION, STREAM_FUNCTION
 from tools.iam_check import Call, Need
+from tools.local_stream import StreamPoller
 
 STAGES = ("dev", "prod")
 # Not moto's defaults: the policies must not depend on a region or an account.
 REGION, ACCOUNT = "eu-west-1", "111122223333"
 TEST_TABLE, TEST_QUEUE, TEST_DLQ = "booking-test", "booking-declines-test", "booking-declines-dlq-test"
+TEST_BUS, TEST_SENDER = "booking-test", "booking-test@example.com"
 TEST_PARAMETER = parameter_name("test")
 
 
@@ -120,6 +122,9 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
             "PAGE_TOKEN_SECRET": "",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "EVENT_BUS_NAME": TEST_BUS,
+            "STREAM_PARTIAL_BATCH_RESPONSES": "true",
+            "MAIL_SENDER": TEST_SENDER,
         }
         for name, value in env.items():
             mp.setenv(name, value)
@@ -127,7 +132,9 @@ def recorder(jwks: dict[str, Any], make_token: Any) -> Iterator[Recorder]:
             # The test's own clients come from a separate session and are never recorded.
             harness = boto3.session.Session(region_name="us-east-1")
             ddb, sqs = harness.client("dynamodb"), harness.client("sqs")
-            outputs = resources.apply(ddb, sqs, stage="test")
+            outputs = resources.apply(
+                ddb, sqs, stage="test", events=harness.client("events"), sesv2=harness.client("sesv2")
+            )
             harness.client("ssm").put_parameter(Name=TEST_PARAMETER, Value="s" * 64, Type="SecureString")
             # Every client the app creates from here on carries the hook.
             boto3.setup_default_session(region_name="us-east-1")
@@ -299,6 +306,63 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
         settled = client.lambda_.invoke(SCHEDULER_FUNCTION, event).payload
     assert settled == {"expired": 1, "completed": 1, "failed": 0}, settled
 
+    _exercise_stream_and_mail(rec, client, sqs, outputs, harness)
+
+
+def _run_sqs_function(rec: Recorder, client: Client, sqs: Any, queue_url: str, function: str) -> int:
+    handled = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages")
+        if not messages:
+            return handled
+        with rec.running(function):
+            result = client.lambda_.invoke(function, _sqs_event(messages)).payload
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        handled += len(messages) - len(failed)
+
+
+def _exercise_stream_and_mail(rec: Recorder, client: Client, sqs: Any, outputs: dict, harness: Any) -> None:
+    """The stream function on every record so far (events, sweeps), the sweeps, then the mailer,
+    whose first send fails once (it gives its receipt back) and whose redeliveries send nothing."""
+
+    bootstrap.reset()  # each function has containers of its own: nothing looked up by another
+
+    def stream_handler(event: dict[str, Any], _context: Any) -> Any:
+        with rec.running(STREAM_FUNCTION):
+            return client.lambda_.invoke(STREAM_FUNCTION, event).payload
+
+    # moto matches the streams endpoint only with its trailing slash (tests/integration/conftest.py).
+    streams = harness.client("dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com/")
+    outcome = StreamPoller(
+        streams, outputs["TableStreamArn"], stream_handler, function_name=STREAM_FUNCTION, sleep=lambda _: None
+    ).drain()
+    assert outcome.records > 0 and outcome.failed == 0, outcome.errors
+    _run_sqs_function(rec, client, sqs, outputs["DeclinesQueueUrl"], WORKER_FUNCTION)
+
+    bootstrap.reset()
+    ses = bootstrap.mailer()._sender._ses
+    failures = [0]
+
+    def fail_first_send(model: Any, **_: Any) -> Any:
+        if model.name == "SendEmail" and failures[0] == 0:
+            failures[0] += 1
+            return (type("R", (), {"status_code": 500, "headers": {}})(), {"Error": {"Code": "InternalFailure"}})
+        return None
+
+    ses.meta.events.register("before-call.sesv2.SendEmail", fail_first_send)
+    url = outputs["NotificationsQueueUrl"]
+    notices = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        notices += batch
+    for body in {m["Body"] for m in notices}:  # every event twice: the second finds its receipt
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    sent = _run_sqs_function(rec, client, sqs, url, MAIL_FUNCTION)
+    assert failures[0] == 1 and sent > 0
+
 
 def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
     env = stage_environment(stage)
@@ -308,14 +372,19 @@ def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
         TEST_DLQ: env["DECLINES_QUEUE_NAME"].replace("booking-declines-", "booking-declines-dlq-"),
         TEST_PARAMETER: parameter_name(stage),
     }
+    rename[TEST_BUS] = env["EVENT_BUS_NAME"]
+    rename[TEST_SENDER] = env["MAIL_SENDER"]
     cfg = chalice_config(stage, function)
     needs = [n for c in rec.calls[function] for n in iam_check.needs_for_call(c, REGION, ACCOUNT, rename)]
+    polled = {WORKER_FUNCTION: env["DECLINES_QUEUE_NAME"], MAIL_FUNCTION: env["NOTIFICATIONS_QUEUE_NAME"]}
     needs += iam_check.runtime_needs(
         function_name(cfg.app_name, stage, function),
         REGION,
         ACCOUNT,
         xray=bool(cfg.xray_enabled),
-        polled_queue=env["DECLINES_QUEUE_NAME"] if function == WORKER_FUNCTION else None,
+        polled_queue=polled.get(function),
+        polled_stream_table=env["TABLE_NAME"] if function == STREAM_FUNCTION else None,
+        on_failure_queue=f"booking-stream-failures-{stage}" if function == STREAM_FUNCTION else None,
     )
     return needs
 
@@ -360,6 +429,21 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "sqs.SendMessageBatch",
     }
     assert recorder.operations("token_authorizer") == set()
+    # The stream: the job's owner for application events, the bus, the sweep.
+    assert recorder.operations(STREAM_FUNCTION) == {
+        "dynamodb.GetItem",
+        "events.PutEvents",
+        "sqs.GetQueueUrl",
+        "sqs.SendMessageBatch",
+    }
+    # The mailer: the job and application read, its receipt claimed, marked, given back once.
+    assert recorder.operations(MAIL_FUNCTION) == {
+        "dynamodb.GetItem",
+        "dynamodb.PutItem",
+        "dynamodb.UpdateItem",
+        "dynamodb.DeleteItem",
+        "sesv2.SendEmail",
+    }
     transact = {
         kind
         for c in recorder.calls["api_handler"]
