@@ -4,7 +4,7 @@ Derived from the item before and after the change (the table's stream), never fr
 the request that made it, so an event exists whatever happened to that request. One
 table, ``TRANSITIONS``, names the event of each (entity, status before, status after):
 a new status flows through with a line here (and a template in ``mail.py`` if someone
-is to be told). Nothing here knows boto3 or Chalice. Schema: docs/events.md.
+is to be told). Nothing here knows boto3 or Chalice. Schema: docs/stream.md.
 """
 
 from __future__ import annotations

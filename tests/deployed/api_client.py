@@ -27,7 +27,9 @@ def sign_up(deployment: Deployment, group: str) -> tuple[str, str]:
     """A new user in the stage's pool and group; returns (username, ID token) via the admin client."""
     idp = deployment.client("cognito-idp")
     pool, username = deployment.outputs["UserPoolId"], f"{group[:-1]}-{uuid.uuid4().hex[:10]}"
-    idp.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
+    # An address of its own, so that the ID token carries the email claim the stage emails.
+    attributes = [{"Name": "email", "Value": f"{username}@example.com"}, {"Name": "email_verified", "Value": "true"}]
+    idp.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS", UserAttributes=attributes)
     idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=PASSWORD, Permanent=True)
     idp.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
     result = idp.admin_initiate_auth(

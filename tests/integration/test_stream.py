@@ -116,3 +116,17 @@ def test_a_job_that_stays_open_queues_no_sweep(api: Api, aws: Aws, stream: Strea
     outcome = stream.drain()
     assert outcome.records > 0
     assert aws.queue_depth() == 0
+
+
+def test_moto_needs_the_streams_endpoint_s_slash(aws: Aws) -> None:
+    """moto 5.2.5 matches the streams endpoint only with a trailing slash, which botocore no longer
+    sends: the tests' streams client adds it (conftest.streams_client). When this fails, moto
+    has fixed it and the workaround can go."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    if aws.backend != "moto":
+        pytest.skip("a moto behaviour")
+    with pytest.raises(ClientError, match="Not yet implemented"):
+        boto3.client("dynamodbstreams").describe_stream(StreamArn=aws.outputs["TableStreamArn"])
+    assert aws.streams.describe_stream(StreamArn=aws.outputs["TableStreamArn"])["StreamDescription"]["Shards"]
