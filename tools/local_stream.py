@@ -32,6 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from tools.local_worker import LambdaContext
 
 log = logging.getLogger("tools.local_stream")
@@ -198,7 +200,17 @@ class StreamPoller:
             params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.checkpoint)
         else:
             params["ShardIteratorType"] = "TRIM_HORIZON"
-        iterator = self._streams.get_shard_iterator(**params)["ShardIterator"]
+        try:
+            iterator = self._streams.get_shard_iterator(**params)["ShardIterator"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TrimmedDataAccessException" or not state.checkpoint:
+                raise
+            # The checkpoint's record is gone: trimmed (AWS, after 24 h) or never saved (MiniStack
+            # keeps the stream but not its records across a restart). Go on from the oldest left.
+            log.warning("stream position %s is gone (%s); reading from the oldest record left", state.checkpoint, exc)
+            state.checkpoint = None
+            params = {"StreamArn": self._arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}
+            iterator = self._streams.get_shard_iterator(**params)["ShardIterator"]
         return self._streams.get_records(ShardIterator=iterator, Limit=state.batch_limit).get("Records") or []
 
     def _poll_shard(self, shard: str, state: ShardState) -> PollOutcome:

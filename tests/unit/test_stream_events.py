@@ -3,6 +3,7 @@ and the local stream poller's settlement: no I/O."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -269,3 +270,31 @@ def test_a_poison_record_is_isolated_by_bisecting_then_given_up() -> None:
 def test_a_malformed_failure_report_fails_the_whole_batch() -> None:
     assert failed_sequence({"batchItemFailures": [{"itemIdentifier": "nope"}]}, ["1", "2"])[0] == "1"
     assert failed_sequence({"batchItemFailures": []}, ["1", "2"]) == (None, None)
+
+
+class RestartedStream(FakeStream):
+    """MiniStack after a restart: the stream is there, the records before it are not."""
+
+    def get_shard_iterator(self, **params: Any) -> dict[str, Any]:
+        if params.get("SequenceNumber") == "old":
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "TrimmedDataAccessException"}}, "GetShardIterator")
+        return super().get_shard_iterator(**params)
+
+
+def test_a_checkpoint_whose_record_is_gone_resumes_from_the_oldest_left(tmp_path: Any) -> None:
+    arn = "arn:aws:dynamodb:us-east-1:1:table/t/stream/x"
+    saved = tmp_path / "checkpoints.json"
+    saved.write_text(json.dumps({"streamArn": arn, "shards": {"shard-1": "old"}}))
+    seen: list[str] = []
+
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        seen.extend(r["dynamodb"]["SequenceNumber"] for r in event["Records"])
+
+    poller = StreamPoller(
+        RestartedStream(_records(2)), arn, handler, function_name="f", checkpoint_path=saved, sleep=lambda _: None
+    )
+    poller.drain()
+    assert seen == ["000", "001"]
+    assert json.loads(saved.read_text())["shards"] == {"shard-1": "001"}
