@@ -2,12 +2,16 @@
 
 1. the stack ``booking-resources-<stage>`` (table, queues, user pool: ``infra/*.yaml``),
    created or updated, checked against the stage's names in ``.chalice/config.json``;
-2. ``chalice deploy --stage <stage>``, with the ``AUTH_*`` settings read from that
-   stack's outputs added to the stage's environment (``tools/chalice_with_env.py``);
+2. ``chalice deploy --stage <stage>``, with the ``AUTH_*`` settings, the table's stream
+   ARN (``TABLE_STREAM_ARN``, which ``app.py`` subscribes to) and the sender address read
+   from that stack's outputs added to the stage's environment (``tools/chalice_with_env.py``);
 3. ``FunctionResponseTypes=[ReportBatchItemFailures]`` on the worker's event source
    mapping, which Chalice cannot set itself, read back to verify it;
 4. only then ``DECLINES_PARTIAL_BATCH_RESPONSES=true`` in the worker's environment, read
-   back too. Until step 4, the worker answers a failed record by failing the whole batch.
+   back too. Until step 4, the worker answers a failed record by failing the whole batch;
+5. the stream subscription's failure settings (bisect, retries, record age, the on-failure
+   queue), which Chalice cannot set either. The stream function keeps failing whole
+   batches on this path (no partial responses): slower to retry, never dropping a record.
 """
 
 from __future__ import annotations
@@ -268,6 +272,44 @@ def enable_partial_batch_flag(lambda_client: Any, name: str, *, poll: float = 1.
     out(f"    verified: {PARTIAL_BATCH_FLAG}=true on {name}")
 
 
+# ------------------------------------------ step 5: the stream's failure handling
+
+
+def configure_stream_subscription(
+    lambda_client: Any, deployed: dict[str, Any], outputs: dict[str, str], *, out: Printer = say
+) -> dict[str, Any]:
+    """Bisect, retries, record age and the on-failure queue on the stream mapping, read back
+    (none to set when the app has no stream function)."""
+    from tools.deploy_package import STREAM_EVENT_SETTINGS
+
+    matches = [
+        r
+        for r in deployed.get("resources", [])
+        if r.get("resource_type") == "dynamodb_event" and r.get("stream_arn") == outputs["TableStreamArn"]
+    ]
+    if not matches:  # an app without a stream function (the deploy tests' own)
+        out(f"    no subscription to {outputs['TableStreamArn']} was deployed: nothing to set")
+        return {}
+    if len(matches) != 1 or not matches[0].get("event_uuid"):
+        raise DeployError(f"expected one dynamodb_event on {outputs['TableStreamArn']}, found {len(matches)}")
+    uuid = matches[0]["event_uuid"]
+    settings = {
+        k: v for k, v in STREAM_EVENT_SETTINGS.items() if k not in ("FunctionResponseTypes", "DestinationConfig")
+    }
+    destination = {"OnFailure": {"Destination": outputs["StreamFailuresQueueArn"]}}
+    lambda_client.update_event_source_mapping(UUID=uuid, DestinationConfig=destination, **settings)
+    mapping = lambda_client.get_event_source_mapping(UUID=uuid)
+    wrong = {k: mapping.get(k) for k, v in settings.items() if mapping.get(k) != v}
+    if (
+        wrong
+        or mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        != (outputs["StreamFailuresQueueArn"])
+    ):
+        raise DeployError(f"the stream subscription {uuid} reads back {wrong or mapping.get('DestinationConfig')}")
+    out(f"    verified: {', '.join(f'{k}={v}' for k, v in settings.items())} and the on-failure queue on {uuid}")
+    return mapping
+
+
 # -------------------------------------------------------------------- deploy
 
 
@@ -300,7 +342,7 @@ def deploy_via_chalice(
     )
     ensure_page_token_key(session.client("ssm"), stage, out=out)
 
-    step(out, f"1/4 resources stack {resources_stack_name(stage)} from infra/resources.yaml + infra/identity.yaml")
+    step(out, f"1/5 resources stack {resources_stack_name(stage)} from infra/resources.yaml + infra/identity.yaml")
     outputs = ensure_resources_stack(
         session.client("cloudformation"),
         session.client("dynamodb"),
@@ -314,18 +356,24 @@ def deploy_via_chalice(
         f"    table {outputs['TableName']}, queue {outputs['DeclinesQueueName']}, user pool {outputs.get('UserPoolId')}"
     )
 
-    step(out, f"2/4 chalice deploy --stage {stage}")
-    run_chalice(run, "deploy", "--stage", stage, project_dir=project_dir, stage_env=auth_settings(outputs))
+    step(out, f"2/5 chalice deploy --stage {stage}")
+    stage_env = {**auth_settings(outputs), "TABLE_STREAM_ARN": outputs["TableStreamArn"]}
+    if outputs.get("MailSender"):  # the stack's identity; config.json names the same by default
+        stage_env["MAIL_SENDER"] = outputs["MailSender"]
+    run_chalice(run, "deploy", "--stage", stage, project_dir=project_dir, stage_env=stage_env)
 
-    step(out, f"3/4 {PARTIAL_BATCH_RESPONSES} on the {WORKER_FUNCTION} subscription")
+    step(out, f"3/5 {PARTIAL_BATCH_RESPONSES} on the {WORKER_FUNCTION} subscription")
     deployed = load_deployed(stage, project_dir)
     uuid = worker_event_source_uuid(deployed, env["DECLINES_QUEUE_NAME"])
     lambda_client = session.client("lambda")
     enable_partial_batch_responses(lambda_client, uuid, out=out)
 
-    step(out, f"4/4 {PARTIAL_BATCH_FLAG}=true on the {WORKER_FUNCTION} function")
+    step(out, f"4/5 {PARTIAL_BATCH_FLAG}=true on the {WORKER_FUNCTION} function")
     app_name = load_project_config(project_dir)["app_name"]
     enable_partial_batch_flag(lambda_client, function_name(app_name, stage, WORKER_FUNCTION), out=out)
+
+    step(out, "5/5 failure settings of the table's stream subscription")
+    configure_stream_subscription(lambda_client, deployed, outputs, out=out)
 
     url = api_url(deployed)
     step(out, f"stage {stage} deployed")

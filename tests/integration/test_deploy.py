@@ -198,10 +198,49 @@ def _worker_subscription(
     return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
 
 
-def _deployed(sub: dict[str, Any], url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/") -> dict:
-    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the worker and the API)."""
+def _stream_subscription(session: boto3.session.Session, stage: str, env: dict[str, str]) -> dict[str, Any]:
+    """What `chalice deploy` creates for the stream function: its function and the table's subscription."""
+    lam = session.client("lambda")
+    name = deploy_settings.function_name("babysitting-booking", stage, "table_stream")
+    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("app.py", "def table_stream(event, context):\n    return {}\n")
+    function_arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.table_stream",
+        Code={"ZipFile": code.getvalue()},
+    )["FunctionArn"]
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=env["TABLE_STREAM_ARN"], FunctionName=name, BatchSize=100, StartingPosition="TRIM_HORIZON"
+    )
+    return {"function_arn": function_arn, "stream_arn": env["TABLE_STREAM_ARN"], **mapping}
+
+
+def _deployed(
+    sub: dict[str, Any],
+    url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
+    stream: dict[str, Any] | None = None,
+) -> dict:
+    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the workers and the API)."""
+    streams = (
+        [
+            {
+                "name": "table_stream-dynamodb-event-source",
+                "resource_type": "dynamodb_event",
+                "stream_arn": stream["stream_arn"],
+                "event_uuid": stream["UUID"],
+                "lambda_arn": stream["function_arn"],
+            }
+        ]
+        if stream
+        else []
+    )
     return {
         "resources": [
+            *streams,
             {"name": "decline_worker", "resource_type": "lambda_function", "lambda_arn": sub["function_arn"]},
             {
                 "name": "decline_worker-sqs-event-source",
@@ -296,9 +335,10 @@ class FakeChalice:
             self.stage_env = json.loads(extra_env.get(deploy_chalice.STAGE_ENV_VARIABLE, "{}"))
             env = {**deploy_settings.stage_environment(stage, project_dir=self.project), **self.stage_env}
             sub = _worker_subscription(self.session, stage, env)
+            stream = _stream_subscription(self.session, stage, env)
             deployed = self.project / ".chalice" / "deployed"
             deployed.mkdir(exist_ok=True)
-            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub)))
+            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub, stream=stream)))
         if "delete" in command:
             (self.project / ".chalice" / "deployed" / "dev.json").unlink()
         return 0
@@ -326,10 +366,22 @@ def test_deploy_runs_the_four_steps_and_prints_the_api_url(
         deploy_chalice.chalice_with_env_command("deploy", "--stage", "dev", project_dir=project)
     ]
     assert chalice.commands[0][1:5] == ["-m", "tools.chalice_with_env", "--project-dir", str(project)]
-    # chalice deploy got the pool's settings from the stack, and not the partial-batch flag
-    assert chalice.stage_env == pool_outputs
+    # chalice deploy got the pool's settings, the stream and the sender from the stack, and not
+    # the partial-batch flag
+    assert {k: v for k, v in chalice.stage_env.items() if k.startswith("AUTH_")} == pool_outputs
+    assert chalice.stage_env["TABLE_STREAM_ARN"].startswith("arn:aws:dynamodb:")
+    # moto's CloudFormation leaves the SES identity out (no MailSender output): config.json's sender stays
+    assert chalice.stage_env.get("MAIL_SENDER", "booking-dev@example.com") == "booking-dev@example.com"
+    # the stream subscription got its failure handling
+    stream = next(
+        m
+        for m in moto.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+        if ":table/booking-dev/stream/" in m["EventSourceArn"]
+    )
+    assert stream["BisectBatchOnFunctionError"] is True and stream["MaximumRetryAttempts"] == 5
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"].endswith(":booking-stream-failures-dev")
     lam = moto.client("lambda")
-    (mapping,) = lam.list_event_source_mappings()["EventSourceMappings"]
+    (mapping,) = lam.list_event_source_mappings(FunctionName=WORKER)["EventSourceMappings"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     env = _worker_env(moto)
     assert env["DECLINES_PARTIAL_BATCH_RESPONSES"] == "true"
@@ -340,7 +392,7 @@ def test_deploy_runs_the_four_steps_and_prints_the_api_url(
     key = moto.client("ssm").get_parameter(Name="/booking/dev/page-token-secret", WithDecryption=True)["Parameter"]
     assert key["Type"] == "SecureString" and len(key["Value"]) == 64
     assert lines.index("    pre-flight: configuration, parameters, user pool and concurrency OK") < lines.index(
-        "==> 2/4 chalice deploy --stage dev"
+        "==> 2/5 chalice deploy --stage dev"
     )
 
 
