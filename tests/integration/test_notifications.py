@@ -200,3 +200,19 @@ def _job_fields() -> dict[str, Any]:
     from tests.payloads import job_body
 
     return job_body()
+
+
+def test_a_receipt_is_claimed_once_taken_over_when_its_holder_died_and_final_once_sent(aws: Aws) -> None:
+    from chalicelib.mail import ClaimState
+
+    store = bootstrap.store()
+    assert store.claim_mail("e1", "applicant", lease_seconds=60) is ClaimState.CLAIMED
+    assert store.claim_mail("e1", "applicant", lease_seconds=60) is ClaimState.IN_FLIGHT  # another delivery
+    assert store.claim_mail("e1", "owner", lease_seconds=60) is ClaimState.CLAIMED  # per recipient
+    # A holder that died between claim and send: its lease is over, the next delivery takes it.
+    assert store.claim_mail("e2", "applicant", lease_seconds=-5) is ClaimState.CLAIMED
+    assert store.claim_mail("e2", "applicant", lease_seconds=60) is ClaimState.CLAIMED
+    store.mark_mail_sent("e1", "applicant")
+    assert store.claim_mail("e1", "applicant", lease_seconds=-5) is ClaimState.SENT
+    store.release_mail("e1", "applicant")  # a sent receipt is never given back
+    assert store.claim_mail("e1", "applicant", lease_seconds=60) is ClaimState.SENT
