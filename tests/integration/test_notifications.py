@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib import bootstrap
 from chalicelib.events import SCHEMA_VERSION, DomainEvent
+from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
 from tests.integration.test_stream import FailAll
 from tools.local_stream import StreamPoller
@@ -100,6 +101,7 @@ def test_a_booking_emails_the_accepted_nanny_and_each_declined_one_once(
     assert to == Counter({f"nanny{i}@example.com": 1 for i in range(4)})
     accepted = next(e for e in emails if e["to"] == ["nanny0@example.com"])
     assert accepted["subject"] == "You are booked: Friday evening"
+    assert accepted["body"].startswith("Hello nanny0,")  # the display name the item keeps
     assert job_id in accepted["body"] and apps[0] in accepted["body"]
     declined = next(e for e in emails if e["to"] == ["nanny1@example.com"])
     assert declined["subject"] == '"Friday evening" has been booked with someone else'
@@ -160,7 +162,8 @@ def test_events_follow_the_schema_with_ids_stable_across_redeliveries(api: Api, 
     accepted = next(d["detail"] for d in details if d["detail-type"] == "ApplicationAccepted")
     assert accepted["applicationId"] == apps[0]
     assert accepted["status"] == {"from": "PENDING", "to": "ACCEPTED"}
-    assert accepted["people"] == {"owner": "alice", "applicant": "nanny0"}
+    # The people by their stable identity (the token's sub), never by name or address.
+    assert accepted["people"] == {"owner": user_id("alice"), "applicant": user_id("nanny0")}
     assert sorted(json.loads(m["Body"])["detail"]["eventId"] for m in second) == sorted(
         d["detail"]["eventId"] for d in details
     )

@@ -65,7 +65,12 @@ def test_a_valid_token_is_allowed_everywhere_on_the_stage_and_a_bad_one_nowhere(
     tokens = _tokens(make_token, other_key)
     allowed = lean(_event(tokens["parent"]), None)
     assert allowed["principalId"] == user_id("alice")
-    assert allowed["context"] == {"userId": user_id("alice"), "username": "alice", "roles": "parents"}
+    assert allowed["context"] == {
+        "userId": user_id("alice"),
+        "username": "alice",
+        "roles": "parents",
+        "email": "alice@example.com",
+    }
     (statement,) = allowed["policyDocument"]["Statement"]
     assert statement["Resource"] == ["arn:aws:execute-api:eu-west-1:111122223333:a1b2c3/api/*/*"]
     for bad in ("expired", "tampered", "not a jwt"):
