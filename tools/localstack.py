@@ -171,6 +171,9 @@ class Options:
     pollers: int = DEFAULT_POLLERS
     batching_window: float = DEFAULT_BATCHING_WINDOW_SECONDS
     schedule_every: float = DEFAULT_SCHEDULE_SECONDS
+    # Off: nothing reads the table's stream, so a commit is healed only by its request's own
+    # fast path, a repeat or `make reconcile` (what the reliability tests exercise).
+    stream: bool = True
 
 
 @dataclass
@@ -432,7 +435,10 @@ class LocalStack:
                 log.info("%s runs every %g s", source.name, self.options.schedule_every)
                 continue
             if isinstance(source, DynamoDBEventConfig):
-                self._start_stream(app_module, source)
+                if self.options.stream:
+                    self._start_stream(app_module, source)
+                else:
+                    log.info("%s: the table's stream is not polled (--no-stream)", source.name)
                 continue
             if not isinstance(source, SQSEventConfig):
                 continue
@@ -546,6 +552,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="seconds between runs of each scheduled handler "
         f"(default $SCHEDULE_EVERY or {DEFAULT_SCHEDULE_SECONDS:g}; 0: never)",
     )
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="do not poll the table's stream: no healing by the stream, no events, no emails",
+    )
     args = parser.parse_args(argv)
     if args.pollers < 1:
         parser.error("--pollers must be at least 1")
@@ -559,6 +570,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.pollers,
         args.batching_window,
         args.schedule_every,
+        stream=not args.no_stream,
     )
 
 

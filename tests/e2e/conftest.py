@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,19 +23,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RunningStack = StackProcess
 
 
-def start_stack(workdir: Path, env: Mapping[str, str] | None = None) -> RunningStack:
+def start_stack(workdir: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> RunningStack:
     """Starts a stack with in-memory data on free ports and waits until it says it is ready.
 
     ``env``: the stack's whole environment (default: this process's).
     """
     try:
-        return start_stack_process(workdir, env=env)
+        return start_stack_process(workdir, env=env, args=args)
     except StackError as err:
         pytest.fail(str(err))
 
 
 @contextlib.contextmanager
-def local_stack(workdir: Path, env: Mapping[str, str] | None = None) -> Iterator[RunningStack]:
+def local_stack(
+    workdir: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[RunningStack]:
     """A stack for a test session, stopped afterwards.
 
     Installs MiniStack first (a no-op once installed), so that pytest works on its
@@ -45,7 +47,7 @@ def local_stack(workdir: Path, env: Mapping[str, str] | None = None) -> Iterator
         ministack.install()
     except ministack.EmulatorError as err:
         pytest.fail(str(err))
-    running = start_stack(workdir, env)
+    running = start_stack(workdir, env, args)
     try:
         yield running
     finally:
