@@ -100,12 +100,19 @@ def test_a_tampered_or_unknown_event_is_refused() -> None:
         DomainEvent.from_detail({**event.detail(), "schemaVersion": 2})
 
 
-def test_every_emailed_event_has_a_template() -> None:
+def test_every_emailed_event_has_a_template_that_renders_every_field() -> None:
     from chalicelib.mail import RECIPIENTS
 
     assert set(RECIPIENTS) <= set(TRANSITIONS.values())
-    for event_type in RECIPIENTS:
+    ctx = MailContext("Sunday", "CLOSED", "2027-01-01", Person("a", "Ann", "a@x"), Person("n", "Nina", "n@x"))
+    for event_type, recipients in RECIPIENTS.items():
         assert (TEMPLATES / f"{_template_name(event_type)}.txt").exists(), event_type
+        for reason in (None, "JOB_BOOKED", "JOB_CANCELLED", "JOB_EXPIRED"):
+            event = DomainEvent(event_type, JOB_ID, APP_ID, "PENDING", "X", "2027-01-01", "a", "n", reason)
+            for recipient in recipients:
+                email = render(event, recipient, ctx)
+                assert email.subject and "$" not in email.subject + email.body, (event_type, reason)
+                assert "@" not in email.body  # no address is ever written into a text
 
 
 def test_a_decline_is_worded_by_its_reason_or_the_jobs_status() -> None:
