@@ -102,8 +102,12 @@ class FlakySqs:
 
 def _use_flaky_sqs(aws: Aws, script: list[str], attempts: int = 5) -> FlakySqs:
     flaky = FlakySqs(aws.sqs, script)
+    # A deadline far off: these tests are about re-sends, not time (a loaded machine can take
+    # more than the publisher's 0.5 s over moto; the deadline has tests of its own).
     bootstrap.override(
-        publisher=SqsDeclinePublisher(flaky, lambda: aws.queue_url, max_attempts=attempts, backoff_seconds=0.001)
+        publisher=SqsDeclinePublisher(
+            flaky, lambda: aws.queue_url, max_attempts=attempts, backoff_seconds=0.001, deadline_seconds=30
+        )
     )
     return flaky
 
