@@ -8,8 +8,7 @@ from typing import Any
 
 from chalice import AuthResponse, Chalice, Rate, Response
 
-from chalicelib import bootstrap
-from chalicelib import http as web
+from chalicelib import api_errors, api_input, api_views, bootstrap
 from chalicelib.callers import caller_from_context, caller_to_context
 from chalicelib.observability import PowertoolsMetrics, append_keys, flush_metrics, logger, start_invocation
 
@@ -63,139 +62,139 @@ def http_edge(event: Any, get_response: Any) -> Response:
     # API Gateway's request id; chalice local has none, so the Lambda request id there.
     start_invocation(event.context.get("requestId") or getattr(event.lambda_context, "aws_request_id", None))
     try:
-        return web.normalize_framework_errors(get_response(event))
+        return api_errors.normalize_framework_errors(get_response(event))
     finally:
         flush_metrics()
 
 
 def _caller() -> Any:
-    return web.require_caller(_request().context, caller_from_context)
+    return api_input.require_caller(_request().context, caller_from_context)
 
 
 def _body() -> dict[str, Any]:
-    return web.json_body(_request().raw_body)
+    return api_input.json_body(_request().raw_body)
 
 
 def _page_request(scope: str) -> tuple[int, dict | None]:
-    limit, token = web.query_params(_request().query_params)
+    limit, token = api_input.query_params(_request().query_params)
     return limit, bootstrap.page_tokens().decode(scope, token)
 
 
 def _page_response(scope: str, page: Any, render: Any) -> dict[str, Any]:
-    return web.page_json(page, render, bootstrap.page_tokens().encode(scope, page.cursor))
+    return api_views.page_json(page, render, bootstrap.page_tokens().encode(scope, page.cursor))
 
 
 @app.route("/jobs", methods=["POST"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def create_job() -> Response:
     caller = _caller()
-    key = web.idempotency_key(_request().headers)
-    result = bootstrap.service().create_job(caller, web.new_job(_body()), idempotency_key=key)
+    key = api_input.idempotency_key(_request().headers)
+    result = bootstrap.service().create_job(caller, api_input.new_job(_body()), idempotency_key=key)
     append_keys(jobId=result.job.job_id)
-    return web.created(web.job_json(result.job), new=result.created)
+    return api_views.created(api_views.job_json(result.job), new=result.created)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def list_open_jobs() -> dict[str, Any]:
     _caller()
     limit, cursor = _page_request("jobs:open")
     page = bootstrap.service().list_open_jobs(limit, cursor)
-    return _page_response("jobs:open", page, web.job_json)
+    return _page_response("jobs:open", page, api_views.job_json)
 
 
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def get_job(job_id: str) -> dict[str, Any]:
     _caller()
-    web.query_params(_request().query_params, allowed=set())
-    return web.job_json(bootstrap.service().get_job(web.path_id(job_id, "jobId")))
+    api_input.query_params(_request().query_params, allowed=set())
+    return api_views.job_json(bootstrap.service().get_job(api_input.path_id(job_id, "jobId")))
 
 
 @app.route("/jobs/{job_id}/applications", methods=["POST"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def apply(job_id: str) -> Response:
     caller = _caller()
-    job_id = web.path_id(job_id, "jobId")
+    job_id = api_input.path_id(job_id, "jobId")
     append_keys(jobId=job_id)
-    application = bootstrap.service().apply(caller, job_id, web.application_message(_body()))
+    application = bootstrap.service().apply(caller, job_id, api_input.application_message(_body()))
     append_keys(applicationId=application.application_id)
-    return web.created(web.application_json(application))
+    return api_views.created(api_views.application_json(application))
 
 
 @app.route("/jobs/{job_id}/applications", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def list_applications(job_id: str) -> dict[str, Any]:
     caller = _caller()
-    job_id = web.path_id(job_id, "jobId")
+    job_id = api_input.path_id(job_id, "jobId")
     scope = f"jobs:{job_id}:applications"
     limit, cursor = _page_request(scope)
     page = bootstrap.service().list_applications(caller, job_id, limit, cursor)
-    return _page_response(scope, page, web.application_json)
+    return _page_response(scope, page, api_views.application_json)
 
 
 @app.route("/jobs/{job_id}/book", methods=["POST"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def book(job_id: str) -> dict[str, Any]:
     caller = _caller()
-    job_id = web.path_id(job_id, "jobId")
-    application_id = web.booking_request(_body())
+    job_id = api_input.path_id(job_id, "jobId")
+    application_id = api_input.booking_request(_body())
     append_keys(jobId=job_id, applicationId=application_id)
     result = bootstrap.service().book(caller, job_id, application_id)
     return {
-        "job": web.job_json(result.job),
+        "job": api_views.job_json(result.job),
         "acceptedApplicationId": result.accepted_application_id,
         "declinesQueued": result.declines_queued,
     }
 
 
 @app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def cancel_job(job_id: str) -> dict[str, Any]:
     caller = _caller()
-    job_id = web.path_id(job_id, "jobId")
-    reason = web.cancel_request(_body())
+    job_id = api_input.path_id(job_id, "jobId")
+    reason = api_input.cancel_request(_body())
     append_keys(jobId=job_id)
-    return web.job_json(bootstrap.service().cancel(caller, job_id, reason).job)
+    return api_views.job_json(bootstrap.service().cancel(caller, job_id, reason).job)
 
 
 @app.route("/jobs/{job_id}/applications/{application_id}", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def get_application(job_id: str, application_id: str) -> dict[str, Any]:
     caller = _caller()
-    web.query_params(_request().query_params, allowed=set())
-    job_id, application_id = web.path_id(job_id, "jobId"), web.path_id(application_id, "applicationId")
+    api_input.query_params(_request().query_params, allowed=set())
+    job_id, application_id = api_input.path_id(job_id, "jobId"), api_input.path_id(application_id, "applicationId")
     append_keys(jobId=job_id, applicationId=application_id)
-    return web.application_json(bootstrap.service().get_application(caller, job_id, application_id))
+    return api_views.application_json(bootstrap.service().get_application(caller, job_id, application_id))
 
 
 @app.route("/jobs/{job_id}/applications/{application_id}/withdraw", methods=["POST"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def withdraw_application(job_id: str, application_id: str) -> dict[str, Any]:
     caller = _caller()
-    job_id, application_id = web.path_id(job_id, "jobId"), web.path_id(application_id, "applicationId")
-    web.empty_request(_body())
+    job_id, application_id = api_input.path_id(job_id, "jobId"), api_input.path_id(application_id, "applicationId")
+    api_input.empty_request(_body())
     append_keys(jobId=job_id, applicationId=application_id)
-    return web.application_json(bootstrap.service().withdraw(caller, job_id, application_id).application)
+    return api_views.application_json(bootstrap.service().withdraw(caller, job_id, application_id).application)
 
 
 @app.route("/me/jobs", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def my_jobs() -> dict[str, Any]:
     caller = _caller()
     scope = f"me:{caller.user_id}:jobs"
     limit, cursor = _page_request(scope)
-    return _page_response(scope, bootstrap.service().list_my_jobs(caller, limit, cursor), web.job_json)
+    return _page_response(scope, bootstrap.service().list_my_jobs(caller, limit, cursor), api_views.job_json)
 
 
 @app.route("/me/applications", methods=["GET"], authorizer=token_authorizer)
-@web.json_view
+@api_errors.json_view
 def my_applications() -> dict[str, Any]:
     caller = _caller()
     scope = f"me:{caller.user_id}:applications"
     limit, cursor = _page_request(scope)
     page = bootstrap.service().list_my_applications(caller, limit, cursor)
-    return _page_response(scope, page, web.application_json)
+    return _page_response(scope, page, api_views.application_json)
 
 
 @app.on_sqs_message(queue=DECLINES_QUEUE_NAME, batch_size=10, maximum_concurrency=DECLINES_MAX_CONCURRENCY)

@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 class Store(Protocol):
     def put_job(self, job: Job) -> None: ...
-    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str | None: ...
+    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str: ...
     def get_job(self, job_id: str) -> Job | None: ...
     def list_open_jobs(self, limit: int, cursor: dict | None, now: str) -> Page[Job]: ...
     def list_jobs_of_owner(self, owner: str, limit: int, cursor: dict | None) -> Page[Job]: ...
@@ -139,10 +139,10 @@ class BookingService:
         if idempotency_key is None:
             self._store.put_job(job)
             return JobCreation(job, created=True)
-        existing_id = self._store.put_job_once(job, idempotency_key, new.fingerprint())
-        if existing_id is None:
+        holder = self._store.put_job_once(job, idempotency_key, new.fingerprint())
+        if holder == job.job_id:
             return JobCreation(job, created=True)
-        return JobCreation(self.get_job(existing_id), created=False)
+        return JobCreation(self.get_job(holder), created=False)
 
     def get_job(self, job_id: str) -> Job:
         job = self._store.get_job(job_id)

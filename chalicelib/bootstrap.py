@@ -155,7 +155,7 @@ def verifier() -> TokenVerifier:
 
 
 def page_tokens() -> PageTokens:
-    from chalicelib.secrets import PageTokenKeySource  # SSM on a deployed stage; no fallback
+    from chalicelib.page_token_keys import PageTokenKeySource  # SSM on a deployed stage; no fallback
 
     # The source re-reads the keys on their max age: a rotation reaches warm containers.
     return _get("page_tokens", lambda: PageTokens(PageTokenKeySource()))

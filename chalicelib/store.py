@@ -85,11 +85,12 @@ class DynamoStore(Transitions, MailRecords):
     def _listing_put(self, job: Job) -> dict[str, Any]:
         return {"Put": {"TableName": self._table, "Item": _serialize(it.listing_item(job))}}
 
-    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str | None:
+    def put_job_once(self, job: Job, client_key: str, fingerprint: str) -> str:
         """Writes the job and binds the owner's idempotency key to it, atomically.
 
-        Returns None when this call wrote the job, or the id of the job an earlier
-        request with the same key and fingerprint created (within 24 h).
+        Returns the id of the job the key is bound to: ``job.job_id`` when this call
+        wrote it, or the job an earlier request with the same key and fingerprint
+        created (within 24 h).
         """
         now = int(time.time())
         record = it.idempotency_item(job.owner, client_key, fingerprint, job.job_id, now + IDEMPOTENCY_TTL_SECONDS)
@@ -105,14 +106,14 @@ class DynamoStore(Transitions, MailRecords):
         }
         try:
             self._t.transact([key_item, self._new_job_put(job), self._listing_put(job)])
-            return None
+            return job.job_id
         except Cancelled as cancelled:
             if not failed(cancelled.reasons[0]):
                 raise ConcurrentUpdate("The request collided with another; retry.") from None
             old = cancelled.reasons[0].get("Item") or self._t.get(it.idempotency_key(job.owner, client_key))
         existing = _deserialize(old) if old else {}
         if existing.get("jobId") == job.job_id:
-            return None  # our own write, committed by an attempt whose answer was lost
+            return job.job_id  # our own write, committed by an attempt whose answer was lost
         if existing.get("fingerprint") != fingerprint:
             raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.")
         return str(existing["jobId"])

@@ -52,7 +52,7 @@ def access_lines_for_errors_only() -> None:
 
 
 def _answer_not_allowed(handler: Any) -> None:
-    from chalicelib.http import error_response  # imported once the app is: it reads the stage's environment
+    from chalicelib.api_errors import error_response  # imported once the app is: it reads the stage's environment
 
     handler._parse_payload()  # read the body, so a kept-alive connection stays in step
     response = error_response(405, "METHOD_NOT_ALLOWED", f"Method {handler.command} is not allowed.")

@@ -2,11 +2,11 @@
 
 ``/booking/<stage>/page-token-secret``, a SecureString under the AWS-managed key
 ``aws/ssm``, holding ``secrets.token_urlsafe(48)``. The API function reads it
-(chalicelib/secrets.py) with ``ssm:GetParameter`` on that one ARN
+(chalicelib/page_token_keys.py) with ``ssm:GetParameter`` on that one ARN
 (``.chalice/policy-<stage>-api.json``). CloudFormation cannot create a SecureString,
 so the deploy command does, before the stack; ``destroy`` deletes it.
 
-``rotate_page_token_key`` replaces it in two steps (see chalicelib/secrets.py): a new key
+``rotate_page_token_key`` replaces it in two steps (see chalicelib/page_token_keys.py): a new key
 is first accepted (``next``), then, at least the containers' max age later, signs
 (``current``, the old one kept as ``previous``), so no client's paging breaks.
 """
@@ -24,7 +24,7 @@ from tools.deploy_settings import APP_NAME, DeployError, Printer, say
 
 
 def parameter_name(stage: str) -> str:
-    from chalicelib.secrets import parameter_name as name
+    from chalicelib.page_token_keys import parameter_name as name
 
     return name(stage)
 
@@ -85,7 +85,7 @@ def rotate_page_token_key(
     ssm: Any, stage: str, *, force: bool = False, now: datetime | None = None, out: Printer = say
 ) -> str:
     """One step of a rotation; returns ``"accepting"`` (step 1 done) or ``"signing"`` (step 2 done)."""
-    from chalicelib.secrets import MAX_AGE_SECONDS, parse_keys
+    from chalicelib.page_token_keys import MAX_AGE_SECONDS, parse_keys
 
     name = parameter_name(stage)
     try:

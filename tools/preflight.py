@@ -54,7 +54,7 @@ Fetch = Callable[[str], bytes]
 
 
 def page_token_parameter(stage: str) -> str:
-    from chalicelib.secrets import parameter_name
+    from chalicelib.page_token_keys import parameter_name
 
     return parameter_name(stage)
 

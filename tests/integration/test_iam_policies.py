@@ -29,7 +29,7 @@ from app import app, token_authorizer
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
 from chalicelib.domain import new_id
-from chalicelib.secrets import parameter_name
+from chalicelib.page_token_keys import parameter_name
 from chalicelib.store import DynamoStore
 from tests.conftest import AUDIENCE, ISSUER
 from tools import iam_check, resources

@@ -12,8 +12,8 @@ from chalice.test import Client
 from app import app
 from chalicelib import bootstrap
 from chalicelib.domain import InvalidInput
+from chalicelib.page_token_keys import MAX_AGE_SECONDS, PageTokenKeySource, parameter_name
 from chalicelib.pagination import PageTokens
-from chalicelib.secrets import MAX_AGE_SECONDS, PageTokenKeySource, parameter_name
 from tests.integration.conftest import Api, Aws
 from tools.deploy_secret import rotate_page_token_key
 from tools.deploy_settings import DeployError
@@ -30,7 +30,7 @@ def test_listings_answer_503_page_tokens_unavailable_without_a_key(
     def unreadable(name: str) -> str:
         raise RuntimeError(f"ParameterNotFound: {name}")
 
-    monkeypatch.setattr("chalicelib.secrets._powertools_fetch", unreadable)
+    monkeypatch.setattr("chalicelib.page_token_keys._powertools_fetch", unreadable)
     bootstrap.reset()
 
     # When a nanny lists the open jobs

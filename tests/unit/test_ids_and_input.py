@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import http
+from chalicelib import api_input
 from chalicelib.domain import InvalidInput, is_valid_id, is_valid_username, new_id
 
 NEXT_YEAR = datetime.now(UTC).year + 1
@@ -43,7 +43,7 @@ def _job(**overrides):
 
 
 def test_a_job_body_is_normalized() -> None:
-    job = http.new_job(
+    job = api_input.new_job(
         _job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00+02:00", endsAt=f"{NEXT_YEAR}-05-01T22:30:00+02:00", hourlyRate=12.5)
     )
     assert job.title == "Evening"
@@ -53,12 +53,12 @@ def test_a_job_body_is_normalized() -> None:
 
 def test_body_parsing_refuses_what_it_cannot_read() -> None:
     for raw, code in [(b"{", "INVALID_JSON"), (b"\xff", "INVALID_JSON"), (b"[]", "INVALID_BODY"),
-                      (b"NaN", "INVALID_JSON"), (b"x" * (http.MAX_BODY_BYTES + 1), "BODY_TOO_LARGE"),
+                      (b"NaN", "INVALID_JSON"), (b"x" * (api_input.MAX_BODY_BYTES + 1), "BODY_TOO_LARGE"),
                       (b"[" * 5_000 + b"]" * 5_000, "INVALID_JSON")]:  # fmt: skip
         with pytest.raises(InvalidInput) as err:
-            http.json_body(raw)
+            api_input.json_body(raw)
         assert err.value.code == code
-    assert http.json_body(b"") == {}
+    assert api_input.json_body(b"") == {}
 
 
 @pytest.mark.parametrize(
@@ -78,21 +78,21 @@ def test_job_rules(field, value) -> None:
     body = _job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-05-01T20:00:00Z")
     body[field] = value
     with pytest.raises(InvalidInput) as err:
-        http.new_job(body)
+        api_input.new_job(body)
     assert err.value.code == "INVALID_BODY"
 
 
 def test_a_job_lasts_at_most_a_month() -> None:
     with pytest.raises(InvalidInput):
-        http.new_job(_job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-06-05T18:00:00Z"))
+        api_input.new_job(_job(startsAt=f"{NEXT_YEAR}-05-01T18:00:00Z", endsAt=f"{NEXT_YEAR}-06-05T18:00:00Z"))
 
 
 def test_query_params() -> None:
-    assert http.query_params(None) == (http.DEFAULT_LIMIT, None)
-    assert http.query_params({"limit": "100", "nextToken": "t"}) == (100, "t")
+    assert api_input.query_params(None) == (api_input.DEFAULT_LIMIT, None)
+    assert api_input.query_params({"limit": "100", "nextToken": "t"}) == (100, "t")
     for bad in [{"limit": "-1"}, {"limit": "1e2"}, {"limit": "٣"}, {"page": "2"}]:
         with pytest.raises(InvalidInput):
-            http.query_params(bad)
+            api_input.query_params(bad)
 
 
 @pytest.mark.parametrize(
@@ -108,20 +108,20 @@ def test_query_params() -> None:
 )
 def test_a_number_no_parser_can_hold_is_invalid_json(raw: bytes) -> None:
     with pytest.raises(InvalidInput) as refused:
-        http.json_body(raw)
+        api_input.json_body(raw)
     assert refused.value.code == "INVALID_JSON"
 
 
 @pytest.mark.parametrize("raw", [b'{"title":"a","title":"b"}', b'{"a":{"x":1,"x":1}}', b'{"a":[{"k":1,"k":2}]}'])
 def test_a_repeated_key_anywhere_is_invalid_json(raw: bytes) -> None:
     with pytest.raises(InvalidInput) as refused:
-        http.json_body(raw)
+        api_input.json_body(raw)
     assert refused.value.code == "INVALID_JSON" and "repeats the key" in refused.value.message
 
 
 @pytest.mark.parametrize("rate", ["1e999999", "1e-999999", "-0", "-0.0", "1e999999999999999999"])
 def test_a_readable_but_absurd_rate_is_invalid_body(rate: str) -> None:
-    body = http.json_body(b'{"hourlyRate": ' + rate.encode() + b"}")
+    body = api_input.json_body(b'{"hourlyRate": ' + rate.encode() + b"}")
     with pytest.raises(InvalidInput) as refused:
-        http._rate(body["hourlyRate"])
+        api_input._rate(body["hourlyRate"])
     assert refused.value.code == "INVALID_BODY"

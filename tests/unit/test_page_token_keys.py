@@ -9,9 +9,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib import secrets
-from chalicelib.http import status_for
-from chalicelib.secrets import PageTokensUnavailable, page_token_secret
+from chalicelib import page_token_keys
+from chalicelib.api_errors import status_for
+from chalicelib.page_token_keys import PageTokensUnavailable, page_token_secret
 
 NAME = "/booking/dev/page-token-secret"
 
@@ -33,7 +33,7 @@ def _powertools_fetch(ssm: object):
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
     provider = SSMProvider(boto3_client=ssm)
-    return lambda name: provider.get(name, decrypt=True, max_age=secrets.MAX_AGE_SECONDS)
+    return lambda name: provider.get(name, decrypt=True, max_age=page_token_keys.MAX_AGE_SECONDS)
 
 
 def test_a_deployed_stage_reads_the_secure_string_named_by_its_parameter_variable() -> None:
@@ -91,7 +91,7 @@ def test_deployed_stages_name_their_parameter_for_the_api_only_and_hold_no_key()
 
     config = load_project_config()
     for stage in ("dev", "prod"):
-        assert stage_environment(stage)["PAGE_TOKEN_SECRET_PARAMETER"] == secrets.parameter_name(stage)
+        assert stage_environment(stage)["PAGE_TOKEN_SECRET_PARAMETER"] == page_token_keys.parameter_name(stage)
         for function in ("token_authorizer", "decline_worker"):
             assert "PAGE_TOKEN_SECRET_PARAMETER" not in stage_environment(stage, function=function)
         assert "PAGE_TOKEN_SECRET" not in json.dumps(config["stages"][stage]).replace("PAGE_TOKEN_SECRET_PARAMETER", "")
@@ -122,13 +122,13 @@ def test_keys_are_re_read_on_their_max_age_and_kept_through_a_failed_re_read() -
             raise RuntimeError("SSM down")
         return values.pop(0)
 
-    source = secrets.PageTokenKeySource({"PAGE_TOKEN_SECRET_PARAMETER": NAME}, fetch, clock=lambda: now[0])
+    source = page_token_keys.PageTokenKeySource({"PAGE_TOKEN_SECRET_PARAMETER": NAME}, fetch, clock=lambda: now[0])
     assert source().accepted == ("a" * 20,)
-    now[0] += secrets.MAX_AGE_SECONDS - 1
+    now[0] += page_token_keys.MAX_AGE_SECONDS - 1
     assert source().accepted == ("a" * 20,)  # not yet re-read
     now[0] += 1
-    assert source() == secrets.PageTokenKeys("a" * 20, ("a" * 20, "b" * 20))
-    now[0] += secrets.MAX_AGE_SECONDS
+    assert source() == page_token_keys.PageTokenKeys("a" * 20, ("a" * 20, "b" * 20))
+    now[0] += page_token_keys.MAX_AGE_SECONDS
     assert source().accepted == ("a" * 20, "b" * 20)  # the re-read failed: the keys held are kept
 
 
@@ -138,9 +138,9 @@ def test_keys_are_re_read_on_their_max_age_and_kept_through_a_failed_re_read() -
 )
 def test_a_malformed_key_set_is_refused_not_used(value: str) -> None:
     with pytest.raises(PageTokensUnavailable):
-        secrets.parse_keys(value)
+        page_token_keys.parse_keys(value)
 
 
 def test_a_rotated_value_signs_with_current_and_accepts_all_three() -> None:
-    keys = secrets.parse_keys(json.dumps({"current": "c" * 20, "previous": "p" * 20, "next": "n" * 20}))
+    keys = page_token_keys.parse_keys(json.dumps({"current": "c" * 20, "previous": "p" * 20, "next": "n" * 20}))
     assert keys.signing == "c" * 20 and set(keys.accepted) == {"c" * 20, "p" * 20, "n" * 20}

@@ -1,8 +1,7 @@
-"""HTTP edge: request parsing and validation, JSON views, and the one error → status map."""
+"""Request input: ids, query parameters, the JSON body and each route's fields, validated before any use case runs."""
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import unicodedata
@@ -11,29 +10,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalice import Response
-
 from chalicelib.domain import (
-    AlreadyApplied,
-    Application,
-    ApplicationNotFound,
     Caller,
-    Conflict,
-    DeclinesNotQueued,
-    DomainError,
     Forbidden,
-    IdempotencyKeyReused,
     InvalidInput,
-    Job,
-    JobNotFound,
     NewJob,
-    Page,
-    Unavailable,
     format_time,
     is_valid_id,
     utc_now,
 )
-from chalicelib.observability import logger
 
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_LIMIT = 20
@@ -41,78 +26,6 @@ MAX_LIMIT = 100
 MAX_JOB_LENGTH = timedelta(days=31)
 MAX_LEAD_TIME = timedelta(days=730)
 _PAST_TOLERANCE = timedelta(minutes=1)
-
-_STATUS: list[tuple[type[DomainError], int]] = [
-    (InvalidInput, 400),
-    (Forbidden, 403),
-    (JobNotFound, 404),
-    (ApplicationNotFound, 404),
-    (AlreadyApplied, 409),
-    (Conflict, 409),
-    (IdempotencyKeyReused, 422),
-    (DeclinesNotQueued, 503),
-    (Unavailable, 503),
-]
-
-# Chalice answers some requests itself (415, 405, ...) in its own error shape.
-_CHALICE_CODES = {
-    "UnsupportedMediaType": "UNSUPPORTED_MEDIA_TYPE",
-    "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
-    "BadRequestError": "INVALID_REQUEST",
-    "NotFoundError": "NOT_FOUND",
-    "InternalServerError": "INTERNAL_ERROR",
-}
-
-
-def status_for(error: DomainError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(error, kind):
-            return status
-    return 400
-
-
-def error_response(status: int, code: str, message: str, details: Mapping[str, Any] | None = None) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = dict(details)
-    headers = {"Content-Type": "application/json"}
-    if status == 503:
-        headers["Retry-After"] = "1"
-    return Response(body=body, status_code=status, headers=headers)
-
-
-def json_view(fn: Callable[..., Response | dict]) -> Callable[..., Response]:
-    """Wraps a view: domain errors become their status, anything else a logged 500."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            result = fn(*args, **kwargs)
-        except DomainError as err:
-            status = status_for(err)
-            log = logger.error if status >= 500 else logger.info
-            log("request refused", extra={"code": err.code, "status": status})
-            return error_response(status, err.code, err.message, err.details)
-        except Exception:
-            logger.exception("unhandled error")
-            return error_response(500, "INTERNAL_ERROR", "An internal error occurred.")
-        if isinstance(result, Response):
-            return result
-        return Response(body=result, status_code=200, headers={"Content-Type": "application/json"})
-
-    return wrapper
-
-
-def normalize_framework_errors(response: Response) -> Response:
-    """Rewrites Chalice's own ``{"Code", "Message"}`` errors into ours."""
-    body = response.body
-    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
-        code = _CHALICE_CODES.get(str(body.get("Code")), "INVALID_REQUEST")
-        return error_response(response.status_code, code, str(body.get("Message", "")))
-    return response
-
-
-# --------------------------------------------------------------------- input
 
 
 def require_caller(context: Mapping[str, Any] | None, parse: Callable[[Any], Caller | None]) -> Caller:
@@ -313,70 +226,3 @@ def booking_request(body: Mapping[str, Any]) -> str:
     if not is_valid_id(app_id):
         raise InvalidInput("applicationId is not a valid id.", code="INVALID_ID", field="applicationId")
     return app_id
-
-
-# -------------------------------------------------------------------- output
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "jobId": job.job_id,
-        "owner": job.owner,
-        "status": job.status.value,
-        "title": job.title,
-        "startsAt": job.starts_at,
-        "endsAt": job.ends_at,
-        "createdAt": job.created_at,
-    }
-    if job.owner_name is not None:
-        out["ownerName"] = job.owner_name
-    if job.description is not None:
-        out["description"] = job.description
-    if job.hourly_rate is not None:
-        out["hourlyRate"] = _number(job.hourly_rate)
-    if job.location is not None:
-        out["location"] = job.location
-    if job.accepted_application_id is not None:
-        out["acceptedApplicationId"] = job.accepted_application_id
-    if job.closed_at is not None:
-        out["closedAt"] = job.closed_at
-    if job.cancelled_at is not None:
-        out["cancelledAt"] = job.cancelled_at
-    if job.cancel_reason is not None:
-        out["cancelReason"] = job.cancel_reason
-    if job.expired_at is not None:
-        out["expiredAt"] = job.expired_at
-    if job.completed_at is not None:
-        out["completedAt"] = job.completed_at
-    return out
-
-
-def application_json(app: Application) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "applicationId": app.application_id,
-        "jobId": app.job_id,
-        "applicant": app.applicant,
-        "status": app.status.value,
-        "createdAt": app.created_at,
-        "updatedAt": app.updated_at,
-    }
-    if app.applicant_name is not None:
-        out["applicantName"] = app.applicant_name
-    if app.message is not None:
-        out["message"] = app.message
-    if app.reason is not None:
-        out["reason"] = app.reason.value
-    return out
-
-
-def page_json(page: Page[Any], render: Callable[[Any], dict[str, Any]], next_token: str | None) -> dict[str, Any]:
-    return {"items": [render(i) for i in page.items], "nextToken": next_token}
-
-
-def _number(value: Decimal) -> int | float:
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-def created(body: dict[str, Any], *, new: bool = True) -> Response:
-    """201 for what this request created; 200 for a replay of an earlier one."""
-    return Response(body=body, status_code=201 if new else 200, headers={"Content-Type": "application/json"})
