@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain import (
+    APPLY,
+    COMPLETE,
+    EXPIRE,
     Application,
     ApplicationNotFound,
     ApplicationStatus,
@@ -21,6 +24,7 @@ from chalicelib.domain import (
     Caller,
     CancellationIncomplete,
     CancellationResult,
+    Cursor,
     DeclineOutcome,
     DeclinesNotQueued,
     EnqueueReport,
@@ -38,6 +42,7 @@ from chalicelib.domain import (
     Role,
     SettleReport,
     Unavailable,
+    Unmet,
     WithdrawalResult,
     decline_reason,
     format_time,
@@ -150,10 +155,10 @@ class BookingService:
             raise JobNotFound("Job not found.")
         return job
 
-    def list_open_jobs(self, limit: int, cursor: dict | None) -> Page[Job]:
+    def list_open_jobs(self, limit: int, cursor: Cursor | None) -> Page[Job]:
         return self._store.list_open_jobs(limit, cursor, self._now())
 
-    def list_my_jobs(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Job]:
+    def list_my_jobs(self, caller: Caller, limit: int, cursor: Cursor | None) -> Page[Job]:
         return self._store.list_jobs_of_owner(caller.user_id, limit, cursor)
 
     # --------------------------------------------------------- applications
@@ -163,10 +168,10 @@ class BookingService:
         job = self.get_job(job_id)
         if job.owner == caller.user_id:  # a user may be in both groups
             raise Forbidden("You cannot apply to your own job.", code="OWN_JOB")
-        if job.status is not JobStatus.OPEN:
+        if job.status is not APPLY.status:
             raise JobNotOpen("The job is not open for applications.")
         now = self._now()
-        if job.has_started(now):
+        if APPLY.unmet(job, now) is Unmet.TIMING:
             raise JobStarted("The job has started; it takes no more applications.", startsAt=job.starts_at)
         app = Application(
             application_id=self._new_id(),
@@ -179,17 +184,17 @@ class BookingService:
             applicant_name=caller.username,
             applicant_email=caller.email,
         )
-        # The write re-checks that the job is OPEN and not started, atomically with the insert.
+        # The write re-checks the same rule, atomically with the insert.
         self._store.add_application(job, app)
         return app
 
-    def list_applications(self, caller: Caller, job_id: str, limit: int, cursor: dict | None) -> Page[Application]:
+    def list_applications(self, caller: Caller, job_id: str, limit: int, cursor: Cursor | None) -> Page[Application]:
         job = self.get_job(job_id)
         if job.owner != caller.user_id:
             raise Forbidden("Only the job's owner can see its applications.", code="NOT_JOB_OWNER")
         return self._store.list_applications(job_id, limit, cursor)
 
-    def list_my_applications(self, caller: Caller, limit: int, cursor: dict | None) -> Page[Application]:
+    def list_my_applications(self, caller: Caller, limit: int, cursor: Cursor | None) -> Page[Application]:
         return self._store.list_applications_of_applicant(caller.user_id, limit, cursor)
 
     def get_application(self, caller: Caller, job_id: str, application_id: str) -> Application:
@@ -408,7 +413,7 @@ class BookingService:
                 job = self._store.get_job(job_id)
                 if job is None:
                     continue
-                if job.status is JobStatus.OPEN and job.has_started(now):
+                if EXPIRE.allows(job, now):
                     if not self._store.expire_job(job_id, now):
                         continue  # booked or cancelled meanwhile: its new state decides
                     expired += 1
@@ -417,7 +422,7 @@ class BookingService:
                 if job.status is JobStatus.EXPIRED:
                     queued += self._decline_expired(job)
                     self._store.forget_due(job_id, JobStatus.EXPIRED)
-                elif job.status is JobStatus.CLOSED and job.has_ended(now) and self._store.complete_job(job, now):
+                elif COMPLETE.allows(job, now) and self._store.complete_job(job, now):
                     completed += 1
                     self._metrics.count("JobsCompleted")
             except Unavailable:

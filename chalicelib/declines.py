@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain import EnqueueReport, Reason, is_valid_id
+from chalicelib.retries import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ class SqsDeclinePublisher:
         self._sqs = client
         self._queue_url = queue_url
         self._max_attempts = max(1, max_attempts)
-        self._backoff = backoff_seconds
+        # Doubling from backoff_seconds, spread by half either way.
+        self._backoff = Backoff(first=backoff_seconds, jitter=(0.5, 1.5))
         self._deadline = deadline_seconds
         self._concurrency = max(1, concurrency)
         self._sleep = sleep
@@ -214,7 +215,7 @@ class SqsDeclinePublisher:
                 attempt,
                 sorted({f.get("Code", "?") for f in failed}),
             )
-            pause = self._backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            pause = self._backoff.pause(attempt)
             if attempt == self._max_attempts or self._clock() + pause > deadline:
                 break
             self._sleep(pause)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 T = TypeVar("T")
 
@@ -75,6 +75,101 @@ def application_may_move(old: ApplicationStatus, new: ApplicationStatus) -> bool
     return new in APPLICATION_TRANSITIONS[old]
 
 
+class Timing(StrEnum):
+    """Where a job must stand against the request's time for a change (times sort as text)."""
+
+    ANY = "ANY"
+    BEFORE_START = "BEFORE_START"  # now < startsAt
+    FROM_START = "FROM_START"  # startsAt <= now
+    FROM_END = "FROM_END"  # endsAt <= now
+
+    def holds(self, job: Job, now: str) -> bool:
+        if self is Timing.BEFORE_START:
+            return not job.has_started(now)
+        if self is Timing.FROM_START:
+            return job.has_started(now)
+        if self is Timing.FROM_END:
+            return job.has_ended(now)
+        return True
+
+
+class Unmet(StrEnum):
+    """Which part of a rule a job fails."""
+
+    STATUS = "STATUS"
+    TIMING = "TIMING"
+
+
+@dataclass(frozen=True)
+class JobRule:
+    """What a job must be for one change: its status, and its times against the request's.
+
+    The one statement of each rule: the use cases check it, ``transitions.py`` builds its
+    writes' conditions from it, and a refused write is explained by it (``refusal``).
+    ``moves_to`` is the status the change leaves the job in (None: it keeps its status).
+    """
+
+    status: JobStatus
+    timing: Timing = Timing.ANY
+    moves_to: JobStatus | None = None
+
+    def unmet(self, job: Job, now: str) -> Unmet | None:
+        if job.status is not self.status:
+            return Unmet.STATUS
+        if not self.timing.holds(job, now):
+            return Unmet.TIMING
+        return None
+
+    def allows(self, job: Job, now: str) -> bool:
+        return self.unmet(job, now) is None
+
+
+# A job takes applications, and is booked, only while OPEN and not started.
+APPLY = JobRule(JobStatus.OPEN, Timing.BEFORE_START)
+BOOK = JobRule(JobStatus.OPEN, Timing.BEFORE_START, moves_to=JobStatus.CLOSED)
+# Its owner cancels it while OPEN, started or not, or once booked before it starts.
+CANCEL_OPEN = JobRule(JobStatus.OPEN, moves_to=JobStatus.CANCELLED)
+CANCEL_BOOKED = JobRule(JobStatus.CLOSED, Timing.BEFORE_START, moves_to=JobStatus.CANCELLED)
+# The booked nanny backs out before the start: the job opens again.
+WITHDRAW_BOOKED = JobRule(JobStatus.CLOSED, Timing.BEFORE_START, moves_to=JobStatus.OPEN)
+# The scheduled run: an OPEN job expires once started, a booked one completes once ended.
+EXPIRE = JobRule(JobStatus.OPEN, Timing.FROM_START, moves_to=JobStatus.EXPIRED)
+COMPLETE = JobRule(JobStatus.CLOSED, Timing.FROM_END, moves_to=JobStatus.COMPLETED)
+JOB_RULES = (APPLY, BOOK, CANCEL_OPEN, CANCEL_BOOKED, WITHDRAW_BOOKED, EXPIRE, COMPLETE)
+
+
+@dataclass(frozen=True)
+class ApplicationRule:
+    """An application's change: the status it requires and the one it leaves."""
+
+    status: ApplicationStatus
+    moves_to: ApplicationStatus
+
+    def allows(self, app: Application) -> bool:
+        return app.status is self.status
+
+
+ACCEPT = ApplicationRule(ApplicationStatus.PENDING, ApplicationStatus.ACCEPTED)
+DECLINE = ApplicationRule(ApplicationStatus.PENDING, ApplicationStatus.DECLINED)
+WITHDRAW = ApplicationRule(ApplicationStatus.PENDING, ApplicationStatus.WITHDRAWN)
+BACK_OUT = ApplicationRule(ApplicationStatus.ACCEPTED, ApplicationStatus.WITHDRAWN)
+CANCEL_BOOKING = ApplicationRule(ApplicationStatus.ACCEPTED, ApplicationStatus.CANCELLED)
+APPLICATION_RULES = (ACCEPT, DECLINE, WITHDRAW, BACK_OUT, CANCEL_BOOKING)
+
+
+def refusal(rule: JobRule, job: Job, now: str, what: str) -> Conflict:
+    """Why a write conditioned on ``rule`` was refused by ``job`` as it is now (``what``: what
+    the job no longer takes, e.g. "bookings")."""
+    unmet = rule.unmet(job, now)
+    if unmet is Unmet.TIMING and rule.timing is Timing.BEFORE_START:
+        return JobStarted(f"The job has started; it takes no more {what}.", startsAt=job.starts_at)
+    if unmet is None:  # the rule holds: something else in the write changed meanwhile
+        return ConcurrentUpdate("The job changed meanwhile; retry.")
+    if job.status is JobStatus.CLOSED:
+        return JobNotOpen("The job is already booked.", acceptedApplicationId=job.accepted_application_id)
+    return JobNotOpen(f"The job is {job.status.value.lower()}.", status=job.status.value)
+
+
 def decline_reason(job_status: JobStatus) -> Reason | None:
     """Why the PENDING applications of a job in this state are declined (None: they are not)."""
     return _DECLINE_REASONS.get(job_status)
@@ -111,7 +206,7 @@ def new_id(now_ms: int | None = None) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(_ID_RE.match(value))
 
 
@@ -245,10 +340,14 @@ class Application:
     reason: Reason | None = None  # set when DECLINED or CANCELLED
 
 
+# Where a listing resumes: the store's own shape, opaque to everything above it.
+Cursor = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
-    cursor: dict | None = None
+    cursor: Cursor | None = None
 
 
 @dataclass(frozen=True)

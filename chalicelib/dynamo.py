@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-from chalicelib.domain import InvalidInput, OutcomeUnknown, Page, Unavailable
-from chalicelib.items import s
+from chalicelib.domain import ConcurrentUpdate, Cursor, InvalidInput, OutcomeUnknown, Page, Unavailable
+from chalicelib.items import string
+from chalicelib.retries import AFTER_CONFLICT, AFTER_OUTAGE, retry
 
 THROTTLE_CODES = {
     "ThrottlingException",
@@ -30,7 +30,8 @@ THROTTLE_CODES = {
 _UNAVAILABLE_CODES = THROTTLE_CODES | {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
 # A transaction that may still commit, or may have: only the same token may be sent again.
 _IN_FLIGHT_CODES = {"TransactionInProgressException", "IdempotentParameterMismatchException"}
-_CONFLICT_RETRIES = 3
+# A write another one got in the way of is tried again this many times.
+CONFLICT_RETRIES = 3
 # No new transaction attempt starts later than this after the first (README "Timeouts and retries").
 TRANSACTION_DEADLINE_SECONDS = 1.5
 
@@ -52,6 +53,11 @@ def request_token(items: list[dict[str, Any]]) -> str:
     request always gets the same token, and two different requests never share one."""
     canonical = json.dumps(items, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:36]
+
+
+def refused_item(exc: ClientError) -> dict[str, Any] | None:
+    """The item as it was when a single write's condition refused it (ALL_OLD), if any."""
+    return cast("dict[str, Any] | None", exc.response.get("Item"))
 
 
 def failed(reason: dict[str, Any]) -> bool:
@@ -97,7 +103,7 @@ class Table:
 
     def api_call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
-            return getattr(self.client, operation)(**params)
+            return cast("dict[str, Any]", getattr(self.client, operation)(**params))
         except ClientError as exc:
             if error_code(exc) in _UNAVAILABLE_CODES:
                 raise unavailable(exc) from exc
@@ -106,7 +112,27 @@ class Table:
             raise unavailable(exc) from exc
 
     def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        return self.api_call("get_item", TableName=self.name, Key=key, ConsistentRead=True).get("Item")
+        """One item by its key, read consistently (None when there is none)."""
+        item: dict[str, Any] | None = self.api_call("get_item", TableName=self.name, Key=key, ConsistentRead=True).get(
+            "Item"
+        )
+        return item
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        """One page of a query of this table or one of its indexes."""
+        return self.api_call("query", TableName=self.name, **params)
+
+    def update(self, params: dict[str, Any], *, conflict_message: str) -> dict[str, Any]:
+        """An UpdateItem, tried again when it meets a transaction in flight on its item
+        (``ConcurrentUpdate(conflict_message)`` when that keeps happening)."""
+        return retry(
+            lambda: self.api_call("update_item", TableName=self.name, **params),
+            retryable=lambda exc: isinstance(exc, ClientError) and error_code(exc) == "TransactionConflictException",
+            retries=CONFLICT_RETRIES,
+            backoff=AFTER_CONFLICT,
+            exhausted=lambda _: ConcurrentUpdate(conflict_message),
+            sleep=self._sleep,
+        )
 
     def read_all_pages(self, operation: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The raw items of every page of a query or scan."""
@@ -144,14 +170,14 @@ class Table:
             except ClientError as exc:
                 code = error_code(exc)
                 if code in {"TransactionCanceledException", "TransactionConflictException"}:
-                    reasons: list[dict[str, Any]] = (
-                        exc.response.get("CancellationReasons") or []
+                    reasons = (
+                        cast("list[dict[str, Any]]", exc.response.get("CancellationReasons") or [])
                         if code == "TransactionCanceledException"
                         else [{"Code": "TransactionConflict"} for _ in items]
                     )
                     self._raise_unless_passing_conflict(reasons, exc, conflicts)
                     conflicts += 1
-                    self._sleep(random.uniform(0.005, 0.02) * conflicts)
+                    self._sleep(AFTER_CONFLICT.pause(conflicts))
                     continue
                 if code in _IN_FLIGHT_CODES or code in {"InternalServerError", "ServiceUnavailable"}:
                     maybe_applied = True
@@ -162,7 +188,7 @@ class Table:
                 maybe_applied, failure = True, exc
             except ConnectionError as exc:  # never reached DynamoDB
                 failure = exc
-            pause = min(0.4, 0.05 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            pause = AFTER_OUTAGE.pause(attempt)
             if self._clock() + pause < deadline:
                 self._sleep(pause)
                 continue
@@ -180,28 +206,28 @@ class Table:
             raise Cancelled(reasons) from exc
         if reason_codes & THROTTLE_CODES:
             raise unavailable(exc) from exc
-        if "TransactionConflict" not in reason_codes or conflicts >= _CONFLICT_RETRIES:
+        if "TransactionConflict" not in reason_codes or conflicts >= CONFLICT_RETRIES:
             raise Cancelled(reasons) from exc
 
     def page(
         self,
         convert: Callable[[dict[str, Any]], Any],
         limit: int,
-        cursor: dict | None,
+        cursor: Cursor | None,
         *,
         index: str | None,
         key_names: tuple[str, str],
         partition: str,
         newest_first: bool,
         sort_prefix: str | None = None,
-    ) -> Page:
+    ) -> Page[Any]:
         """One page of one partition (of the table or an index); ``convert`` gets raw items."""
         pk_name, sk_name = key_names
         condition = f"{pk_name} = :pk"
-        values = {":pk": s(partition)}
+        values = {":pk": string(partition)}
         if sort_prefix:
             condition += f" AND begins_with({sk_name}, :prefix)"
-            values[":prefix"] = s(sort_prefix)
+            values[":prefix"] = string(sort_prefix)
         params: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": condition,
@@ -222,7 +248,7 @@ class Table:
         return Page(items=items, cursor=next_cursor)
 
 
-def _start_key(cursor: dict, key_names: tuple[str, str], partition: str, sort_prefix: str | None) -> dict[str, Any]:
+def _start_key(cursor: Cursor, key_names: tuple[str, str], partition: str, sort_prefix: str | None) -> dict[str, Any]:
     """Accepts only a key this very query could have returned."""
     expected = {"PK", "SK", *key_names}
     pk_name, sk_name = key_names
@@ -234,4 +260,4 @@ def _start_key(cursor: dict, key_names: tuple[str, str], partition: str, sort_pr
         or (sort_prefix is not None and not cursor[sk_name].startswith(sort_prefix))
     ):
         raise invalid_cursor()
-    return {k: s(v) for k, v in cursor.items()}
+    return {k: string(v) for k, v in cursor.items()}

@@ -1,6 +1,6 @@
 """The table's item shapes: every key, and the mapping between items and entities.
 
-Only ``store.py`` uses this module (see README "Data model"):
+Only the store and its parts use this module (see README "Data model"):
 
   job          PK=JOB#<jobId>  SK=JOB
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
@@ -54,8 +54,8 @@ LISTING_SORT = "LISTING"
 APPLICATION_PREFIX = "APPLICATION#"
 JOB_PREFIX = "JOB#"
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
 
 
 def job_partition(job_id: str) -> str:
@@ -126,15 +126,19 @@ def calendar_from(item: dict[str, Any] | None) -> tuple[int, list[Slot]]:
 
 
 def slot_value(slot: Slot) -> dict[str, Any]:
-    return {"M": {"startsAt": s(slot.starts_at), "endsAt": s(slot.ends_at)}}
+    return {"M": {"startsAt": string(slot.starts_at), "endsAt": string(slot.ends_at)}}
 
 
-def s(value: str) -> dict[str, str]:
+def string(value: str) -> dict[str, str]:
+    """A DynamoDB string attribute value."""
     return {"S": value}
 
 
+s = string  # the short name mail_store.py uses
+
+
 def key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"PK": s(pk), "SK": s(sk)}
+    return {"PK": string(pk), "SK": string(sk)}
 
 
 def job_key(job_id: str) -> dict[str, Any]:
@@ -153,8 +157,8 @@ def open_listing_key(job_id: str) -> dict[str, Any]:
     """The full openJobs index key of a job's listing entry (an ExclusiveStartKey)."""
     return {
         **listing_key(job_id),
-        "GSI3PK": s(open_partition(open_shard(job_id))),
-        "GSI3SK": s(job_sort(job_id)),
+        "GSI3PK": string(open_partition(open_shard(job_id))),
+        "GSI3SK": string(job_sort(job_id)),
     }
 
 
@@ -169,11 +173,11 @@ def idempotency_key(owner: str, client_key: str) -> dict[str, Any]:
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+    return {k: _SERIALIZER.serialize(v) for k, v in item.items() if v is not None}
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
+    return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
 
 def job_item(job: Job) -> dict[str, Any]:

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from chalicelib.domain import Page
-
 T = TypeVar("T")
 
 EXHAUSTED = ""  # a shard's cursor position once it has nothing left
@@ -57,59 +55,67 @@ def first_round_size(limit: int, shards: int) -> int:
     return max(1, min(limit, 2 * math.ceil(limit / shards)))
 
 
+@dataclass(frozen=True)
+class MergedPage(Generic[T]):
+    """A page merged from every shard; ``cursor`` maps each shard to its position (None: all done)."""
+
+    items: list[T]
+    cursor: dict[int, str] | None = None
+
+
 def merge_newest_first(
     cursor: dict[int, str], shard_count: int, limit: int, fetch: Fetch[T], map_fn: MapFn = map
-) -> Page[T]:
+) -> MergedPage[T]:
     """One page of at most ``limit`` items, newest first across every shard.
 
     ``cursor`` maps a shard to its position (a resume id, or ``EXHAUSTED``); a shard
     it does not name starts at the top. The page's cursor is None when every shard is done.
     """
     states = [_Shard[T](n, cursor.get(n)) for n in range(shard_count)]
-    active = [st for st in states if st.position != EXHAUSTED]
-    for st in states:
-        if st.position == EXHAUSTED:
-            st.more = False
+    active = [state for state in states if state.position != EXHAUSTED]
+    for state in states:
+        if state.position == EXHAUSTED:
+            state.more = False
     size = first_round_size(limit, shard_count)
     results = list(map_fn(lambda i: fetch(active[i].shard, active[i].position, size), range(len(active))))
-    for st, (found, last) in zip(active, results, strict=True):
-        _take(st, found, last)
+    for state, (found, last) in zip(active, results, strict=True):
+        _take(state, found, last)
 
     out: list[T] = []
     reads, budget = len(active), max_reads(shard_count)
     while len(out) < limit:
-        for st in active:
+        for state in active:
             # A dry shard that may hold more must be read before any pick: its next
             # item could be newer than every other head.
-            while not st.buffer and st.more and reads < budget:
-                _take(st, *fetch(st.shard, st.next_start, max(limit - len(out), REFILL_SIZE)))
+            while not state.buffer and state.more and reads < budget:
+                _take(state, *fetch(state.shard, state.next_start, max(limit - len(out), REFILL_SIZE)))
                 reads += 1
-        if any(not st.buffer and st.more for st in active):
+        if any(not state.buffer and state.more for state in active):
             break  # out of reads: no pick is safe until that shard is read; the next page resumes it
-        heads = [st for st in active if st.buffer]
+        heads = [state for state in active if state.buffer]
         if not heads:
             break
-        best = max(heads, key=lambda st: st.buffer[0][0])
+        best = max(heads, key=lambda state: state.buffer[0][0])
         item_id, item = best.buffer.popleft()
         best.position = item_id
         out.append(item)
 
     next_cursor: dict[int, str] = {}
-    for st in states:
-        if st.buffer:
-            if st.position is not None:
-                next_cursor[st.shard] = st.position
-        elif st.more:
+    for state in states:
+        if state.buffer:
+            if state.position is not None:
+                next_cursor[state.shard] = state.position
+        elif state.more:
             # Everything read was emitted (or filtered out by the read): resume past it.
-            if st.next_start is not None:
-                next_cursor[st.shard] = st.next_start
+            if state.next_start is not None:
+                next_cursor[state.shard] = state.next_start
         else:
-            next_cursor[st.shard] = EXHAUSTED
+            next_cursor[state.shard] = EXHAUSTED
     done = all(v == EXHAUSTED for v in next_cursor.values()) and len(next_cursor) == shard_count
-    return Page(items=out, cursor=None if done else next_cursor)
+    return MergedPage(items=out, cursor=None if done else next_cursor)
 
 
-def _take(st: _Shard[T], found: list[tuple[str, T]], last: str | None) -> None:
-    st.buffer.extend(found)
-    st.next_start = last
-    st.more = last is not None
+def _take(state: _Shard[T], found: list[tuple[str, T]], last: str | None) -> None:
+    state.buffer.extend(found)
+    state.next_start = last
+    state.more = last is not None

@@ -1,30 +1,44 @@
 """The state changes of a job and its applications, each one conditional write.
 
-Book (OPEN → CLOSED, PENDING → ACCEPTED), cancel (OPEN or CLOSED → CANCELLED, an
-ACCEPTED application → CANCELLED), withdraw (PENDING or ACCEPTED → WITHDRAWN, the
-latter reopening the job), decline (PENDING → DECLINED), expire (OPEN → EXPIRED) and
-complete (CLOSED → COMPLETED): the arrows of ``domain.JOB_TRANSITIONS`` and
-``domain.APPLICATION_TRANSITIONS``. Each is conditioned on the state it leaves, so of
-two racing changes exactly one commits; a refusal reads the refusing item back
-(``ALL_OLD``) to say why, and recognises a replay of itself. A booking also writes the
-nanny's calendar, conditioned on the version it read, so no nanny is booked twice at
-one time. Part of ``DynamoStore`` (``store.py``); keys come from ``items.py``.
+Apply (while OPEN and not started), book (OPEN → CLOSED, PENDING → ACCEPTED), cancel
+(OPEN or CLOSED → CANCELLED, an ACCEPTED application → CANCELLED), withdraw (PENDING or
+ACCEPTED → WITHDRAWN, the latter reopening the job), decline (PENDING → DECLINED), expire
+(OPEN → EXPIRED) and complete (CLOSED → COMPLETED): the rules of ``domain.py``
+(``domain.BOOK``, ``domain.EXPIRE``, ...). Each write's condition is built from its rule
+(``job_condition``), so of two racing changes exactly one commits; a refusal reads the
+refusing item back (``ALL_OLD``) and is explained by the same rule (``domain.refusal``),
+and recognises a replay of itself. A booking also writes the nanny's calendar,
+conditioned on the version it read, so no nanny is booked twice at one time.
 """
 
 from __future__ import annotations
 
-import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import items as it
+from chalicelib import items as item_shapes
 from chalicelib.domain import (
+    ACCEPT,
+    APPLY,
+    BACK_OUT,
+    BOOK,
+    CANCEL_BOOKED,
+    CANCEL_BOOKING,
+    CANCEL_OPEN,
+    COMPLETE,
+    DECLINE,
+    EXPIRE,
+    WITHDRAW,
+    WITHDRAW_BOOKED,
+    AlreadyApplied,
     Application,
     ApplicationNotFound,
     ApplicationNotPending,
+    ApplicationRule,
     ApplicationStatus,
     ConcurrentUpdate,
     DeclineOutcome,
@@ -32,20 +46,21 @@ from chalicelib.domain import (
     Job,
     JobNotFound,
     JobNotOpen,
+    JobRule,
     JobStarted,
     JobStatus,
     NannyUnavailable,
     Reason,
     Slot,
+    Timing,
     Unavailable,
+    Unmet,
     clash,
     past_slots,
+    refusal,
 )
-from chalicelib.dynamo import Cancelled, Table, error_code, failed, reason_at
+from chalicelib.dynamo import Cancelled, Table, error_code, failed, reason_at, refused_item
 
-_s = it.s
-_deserialize = it.deserialize
-_CONFLICT_RETRIES = 3
 # A booking that lost its calendar's version to another booking of the same nanny reads it again.
 _CALENDAR_RETRIES = 5
 # Past bookings dropped from a calendar per booking: bounds the write's expression.
@@ -55,45 +70,86 @@ _PRUNE_PER_WRITE = 25
 # than this leave no room, so the booking answers 503 before writing anything.
 BOOKING_READ_BUDGET_SECONDS = 1.4
 
-# The job must still be OPEN and not started: `now` is the request's time, checked in the write itself.
-_OPEN_AND_OWNED = "attribute_exists(PK) AND #owner = :owner AND #status = :open"
-_NOT_STARTED = "startsAt > :now"
+# ---------------------------------------------------- conditions from the domain's rules
+
+# A job's times against the request's (`:now`), as DynamoDB compares them (ISO times sort as text).
+TIMING_CONDITIONS: dict[Timing, str | None] = {
+    Timing.ANY: None,
+    Timing.BEFORE_START: "startsAt > :now",
+    Timing.FROM_START: "startsAt <= :now",
+    Timing.FROM_END: "endsAt <= :now",
+}
+
+
+def placeholder(status: JobStatus | ApplicationStatus) -> str:
+    """The expression value standing for a status: ``:open``, ``:pending``, ..."""
+    return f":{status.value.lower()}"
+
+
+def job_condition(rule: JobRule, *also: str) -> str:
+    """The ConditionExpression of a write under ``rule``: the clauses ``also`` (who may write,
+    what was read), then the job's status and its times against ``:now``."""
+    timing = TIMING_CONDITIONS[rule.timing]
+    clauses = [*also, f"#status = {placeholder(rule.status)}", *([timing] if timing else [])]
+    return " AND ".join(clauses)
+
+
+def application_condition(rule: ApplicationRule, *also: str) -> str:
+    return " AND ".join([*also, f"#status = {placeholder(rule.status)}"])
+
+
+def rule_values(rule: JobRule | ApplicationRule, now: str) -> dict[str, Any]:
+    """The values ``job_condition``/``application_condition`` and the update name: both statuses and ``:now``."""
+    values = {placeholder(rule.status): item_shapes.string(rule.status.value), ":now": item_shapes.string(now)}
+    if rule.moves_to is not None:
+        values[placeholder(rule.moves_to)] = item_shapes.string(rule.moves_to.value)
+    return values
+
+
+# Clauses a write adds to its rule's: the item exists, the caller owns the job, the booking read is still the job's.
+_EXISTS = "attribute_exists(PK)"
+_OWNED = "#owner = :owner"
+_BOOKED_READ = "acceptedApplicationId = :app"
 
 
 class Transitions:
-    """Mixed into ``DynamoStore``: needs ``self._t`` (a ``dynamo.Table``)."""
+    """The conditional writes of a job's life, on one table."""
 
-    _t: Table
-    _monotonic: Any = staticmethod(time.monotonic)  # tests move it
+    def __init__(self, table: Table, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._table = table
+        # Times a booking's reads against BOOKING_READ_BUDGET_SECONDS.
+        self._monotonic = monotonic
+
+    # ---------------------------------------------------------------- reads
 
     def _delete_listing(self, job_id: str) -> dict[str, Any]:
         # Unconditional: TTL may already have deleted it (the job had started).
-        return {"Delete": {"TableName": self._t.name, "Key": it.listing_key(job_id)}}
+        return {"Delete": {"TableName": self._table.name, "Key": item_shapes.listing_key(job_id)}}
 
     def _read_job(self, job_id: str) -> Job:
-        raw = self._t.get(it.job_key(job_id))
+        raw = self._table.get(item_shapes.job_key(job_id))
         if not raw:
             raise JobNotFound("Job not found.")
-        return it.job_from(_deserialize(raw))
+        return item_shapes.job_from(item_shapes.deserialize(raw))
 
     def _read_application(self, job_id: str, application_id: str) -> Application | None:
-        raw = self._t.get(it.application_key(job_id, application_id))
-        return it.application_from(_deserialize(raw)) if raw else None
+        raw = self._table.get(item_shapes.application_key(job_id, application_id))
+        return item_shapes.application_from(item_shapes.deserialize(raw)) if raw else None
 
     def _job_and_application(self, job_id: str, application_id: str) -> tuple[Job, Application | None]:
         """Both in one consistent round trip (a transactional read)."""
-        resp = self._t.api_call(
+        resp = self._table.api_call(
             "transact_get_items",
             TransactItems=[
-                {"Get": {"TableName": self._t.name, "Key": it.job_key(job_id)}},
-                {"Get": {"TableName": self._t.name, "Key": it.application_key(job_id, application_id)}},
+                {"Get": {"TableName": self._table.name, "Key": item_shapes.job_key(job_id)}},
+                {"Get": {"TableName": self._table.name, "Key": item_shapes.application_key(job_id, application_id)}},
             ],
         )
         job_raw, app_raw = ((r or {}).get("Item") for r in resp.get("Responses") or [{}, {}])
         if not job_raw:
             raise JobNotFound("Job not found.")
-        app = it.application_from(_deserialize(app_raw)) if app_raw else None
-        return it.job_from(_deserialize(job_raw)), app
+        app = item_shapes.application_from(item_shapes.deserialize(app_raw)) if app_raw else None
+        return item_shapes.job_from(item_shapes.deserialize(job_raw)), app
 
     def _booked_nanny(self, job: Job) -> str | None:
         """Whose calendar holds a CLOSED job (jobs booked before calendars existed: from the application)."""
@@ -102,23 +158,83 @@ class Transitions:
         app = self._read_application(job.job_id, job.accepted_application_id)
         return app.applicant if app else None
 
+    # --------------------------------------------------------- applications
+
+    def add_application(self, job: Job, app: Application) -> None:
+        """Writes the application only while the job is OPEN and not started (``domain.APPLY``),
+        and once per nanny and round."""
+        now = app.created_at
+        try:
+            self._table.transact(
+                [
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table.name,
+                            "Key": item_shapes.job_key(job.job_id),
+                            # Checked in the write, not only by the read before it: a late request cannot
+                            # slip in. The round read too: the guard below is written for that round.
+                            "ConditionExpression": f"{job_condition(APPLY)} AND {_round_is(job.round)}",
+                            "ExpressionAttributeNames": {"#status": "status", "#round": "round"},
+                            "ExpressionAttributeValues": {
+                                **rule_values(APPLY, now),
+                                ":round": {"N": str(job.round)},
+                            },
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": item_shapes.serialize(item_shapes.guard_item(app, job.round)),
+                            # One application per nanny and round: after a booked nanny backed out
+                            # (a new round), the applicants of the earlier round may apply again.
+                            "ConditionExpression": "attribute_not_exists(PK) OR #round < :round",
+                            "ExpressionAttributeNames": {"#round": "round"},
+                            "ExpressionAttributeValues": {":round": {"N": str(job.round)}},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": item_shapes.serialize(item_shapes.application_item(app)),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                ],
+            )
+        except Cancelled as cancelled:
+            job_reason, guard_reason = reason_at(cancelled.reasons, 0), reason_at(cancelled.reasons, 1)
+            if failed(guard_reason):
+                guard = guard_reason.get("Item") or self._table.get(item_shapes.guard_key(app.job_id, app.applicant))
+                if guard and guard.get("applicationId", {}).get("S") == app.application_id:
+                    return  # our own write, committed by an attempt whose answer was lost
+            if failed(job_reason):
+                old = job_reason.get("Item") or self._table.get(item_shapes.job_key(job.job_id))
+                if not old:
+                    raise JobNotFound("Job not found.") from None
+                raise refusal(APPLY, item_shapes.job_from(item_shapes.deserialize(old)), now, "applications") from None
+            if failed(guard_reason):
+                raise AlreadyApplied("You have already applied to this job.") from None
+            raise ConcurrentUpdate("The job changed while applying; retry.") from None
+
     # ------------------------------------------------------------- calendar
 
     def calendar(self, user: str) -> tuple[int, list[Slot]]:
         """A nanny's bookings, read consistently, with the version a booking conditions on."""
-        return it.calendar_from(self._t.get(it.calendar_key(user)))
+        return item_shapes.calendar_from(self._table.get(item_shapes.calendar_key(user)))
 
     def _calendar_add(self, user: str, version: int, slot: Slot, drop: list[Slot]) -> dict[str, Any]:
-        names = {"#slot": it.slot_attribute(slot.job_id), "#version": "version"}
+        names = {"#slot": item_shapes.slot_attribute(slot.job_id), "#version": "version"}
         update = "SET #slot = :slot, #version = :next, #type = :type"
         names["#type"] = "type"
         if drop:
-            names.update({f"#old{i}": it.slot_attribute(s.job_id) for i, s in enumerate(drop)})
+            names.update({f"#old{i}": item_shapes.slot_attribute(s.job_id) for i, s in enumerate(drop)})
             update += " REMOVE " + ", ".join(f"#old{i}" for i in range(len(drop)))
         values: dict[str, Any] = {
-            ":slot": it.slot_value(slot),
+            ":slot": item_shapes.slot_value(slot),
             ":next": {"N": str(version + 1)},
-            ":type": _s("NANNY_CALENDAR"),
+            ":type": item_shapes.string("NANNY_CALENDAR"),
         }
         if version:
             condition = "#version = :read"
@@ -127,8 +243,8 @@ class Transitions:
             condition = "attribute_not_exists(#version)"
         return {
             "Update": {
-                "TableName": self._t.name,
-                "Key": it.calendar_key(user),
+                "TableName": self._table.name,
+                "Key": item_shapes.calendar_key(user),
                 # The version read: a booking of the same nanny in between makes this one read again.
                 "ConditionExpression": condition,
                 "UpdateExpression": update,
@@ -141,15 +257,19 @@ class Transitions:
         # Unconditional, but a new version: a booking that read the entry must not write it back.
         return {
             "Update": {
-                "TableName": self._t.name,
-                "Key": it.calendar_key(user),
+                "TableName": self._table.name,
+                "Key": item_shapes.calendar_key(user),
                 "UpdateExpression": "REMOVE #slot SET #version = if_not_exists(#version, :zero) + :one, #type = :type",
                 "ExpressionAttributeNames": {
-                    "#slot": it.slot_attribute(job_id),
+                    "#slot": item_shapes.slot_attribute(job_id),
                     "#version": "version",
                     "#type": "type",
                 },
-                "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":type": _s("NANNY_CALENDAR")},
+                "ExpressionAttributeValues": {
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":type": item_shapes.string("NANNY_CALENDAR"),
+                },
             }
         }
 
@@ -169,11 +289,11 @@ class Transitions:
                 raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
             if job.status is JobStatus.CLOSED and job.accepted_application_id == application_id:
                 return job  # the same booking again: the caller finishes the declines
-            if job.status is not JobStatus.OPEN or job.has_started(now):
-                refuse_not_open(job, now, "bookings")
+            if not BOOK.allows(job, now):
+                raise refusal(BOOK, job, now, "bookings")
             if app is None:
                 raise ApplicationNotFound("Application not found for this job.")
-            if app.status is not ApplicationStatus.PENDING:
+            if not ACCEPT.allows(app):
                 raise ApplicationNotPending("The application is no longer pending.", status=app.status.value)
             version, booked = self.calendar(app.applicant)
             other = clash(booked, job.slot())
@@ -188,7 +308,7 @@ class Transitions:
                 raise Unavailable("The database is slow; retry the booking (nothing was written).", cause="slow reads")
             drop = past_slots(booked, now)[:_PRUNE_PER_WRITE]
             try:
-                self._t.transact(
+                self._table.transact(
                     [
                         self._close_job(owner, job, application_id, app.applicant, now),
                         self._accept_application(job_id, application_id, app.applicant, now),
@@ -207,21 +327,20 @@ class Transitions:
     def _close_job(self, owner: str, job: Job, application_id: str, applicant: str, now: str) -> dict[str, Any]:
         return {
             "Update": {
-                "TableName": self._t.name,
-                "Key": it.job_key(job.job_id),
-                "ConditionExpression": f"{_OPEN_AND_OWNED} AND {_NOT_STARTED}",
+                "TableName": self._table.name,
+                "Key": item_shapes.job_key(job.job_id),
+                # The job must still be OPEN and not started: `now` is the request's time, checked in the write.
+                "ConditionExpression": job_condition(BOOK, _EXISTS, _OWNED),
                 "UpdateExpression": "SET #status = :closed, acceptedApplicationId = :app, acceptedApplicant = :nanny, "
                 "closedAt = :now, updatedAt = :now, GSI4PK = :due, GSI4SK = :ends",
                 "ExpressionAttributeNames": {"#status": "status", "#owner": "owner"},
                 "ExpressionAttributeValues": {
-                    ":owner": _s(owner),
-                    ":open": _s(JobStatus.OPEN.value),
-                    ":closed": _s(JobStatus.CLOSED.value),
-                    ":app": _s(application_id),
-                    ":nanny": _s(applicant),
-                    ":now": _s(now),
-                    ":due": _s(it.due_partition(job.job_id)),
-                    ":ends": _s(job.ends_at),
+                    **rule_values(BOOK, now),
+                    ":owner": item_shapes.string(owner),
+                    ":app": item_shapes.string(application_id),
+                    ":nanny": item_shapes.string(applicant),
+                    ":due": item_shapes.string(item_shapes.due_partition(job.job_id)),
+                    ":ends": item_shapes.string(job.ends_at),
                 },
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -230,18 +349,13 @@ class Transitions:
     def _accept_application(self, job_id: str, application_id: str, applicant: str, now: str) -> dict[str, Any]:
         return {
             "Update": {
-                "TableName": self._t.name,
-                "Key": it.application_key(job_id, application_id),
+                "TableName": self._table.name,
+                "Key": item_shapes.application_key(job_id, application_id),
                 # The applicant read: the calendar written is hers.
-                "ConditionExpression": "attribute_exists(PK) AND #status = :pending AND applicant = :nanny",
+                "ConditionExpression": application_condition(ACCEPT, _EXISTS, "applicant = :nanny"),
                 "UpdateExpression": "SET #status = :accepted, updatedAt = :now",
                 "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":pending": _s(ApplicationStatus.PENDING.value),
-                    ":accepted": _s(ApplicationStatus.ACCEPTED.value),
-                    ":nanny": _s(applicant),
-                    ":now": _s(now),
-                },
+                "ExpressionAttributeValues": {**rule_values(ACCEPT, now), ":nanny": item_shapes.string(applicant)},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
@@ -254,7 +368,7 @@ class Transitions:
             job = self._refusing_job(job_reason, owner, job_id, "Only the job's owner can book it.")
             if job.accepted_application_id == application_id and job.status is JobStatus.CLOSED:
                 return job  # the same booking again: the caller finishes the declines
-            refuse_not_open(job, now, "bookings")
+            raise refusal(BOOK, job, now, "bookings")
         if failed(app_reason):
             old = app_reason.get("Item")
             if not old:
@@ -265,10 +379,10 @@ class Transitions:
 
     def _refusing_job(self, reason: dict[str, Any], owner: str, job_id: str, not_owner: str) -> Job:
         """The job item that refused a transaction: 404 if none, 403 if another owner's."""
-        old = reason.get("Item") or self._t.get(it.job_key(job_id))
+        old = reason.get("Item") or self._table.get(item_shapes.job_key(job_id))
         if not old:
             raise JobNotFound("Job not found.")
-        job = it.job_from(_deserialize(old))
+        job = item_shapes.job_from(item_shapes.deserialize(old))
         if job.owner != owner:
             raise Forbidden(not_owner, code="NOT_JOB_OWNER")
         return job
@@ -283,21 +397,16 @@ class Transitions:
         Returns None when this call committed, or the job as stored when it was already
         CANCELLED (a replay: the caller re-queues what is still PENDING).
         """
-        values: dict[str, Any] = {
-            ":owner": _s(owner),
-            ":open": _s(JobStatus.OPEN.value),
-            ":cancelled": _s(JobStatus.CANCELLED.value),
-            ":now": _s(now),
-        }
+        values = {**rule_values(CANCEL_OPEN, now), ":owner": item_shapes.string(owner)}
         update = "SET #status = :cancelled, cancelledAt = :now, updatedAt = :now"
         if reason:
             update += ", cancelReason = :reason"
-            values[":reason"] = _s(reason)
+            values[":reason"] = item_shapes.string(reason)
         job_update = {
             "Update": {
-                "TableName": self._t.name,
-                "Key": it.job_key(job_id),
-                "ConditionExpression": _OPEN_AND_OWNED,
+                "TableName": self._table.name,
+                "Key": item_shapes.job_key(job_id),
+                "ConditionExpression": job_condition(CANCEL_OPEN, _EXISTS, _OWNED),
                 "UpdateExpression": update + " REMOVE GSI4PK, GSI4SK",
                 "ExpressionAttributeNames": {"#status": "status", "#owner": "owner"},
                 "ExpressionAttributeValues": values,
@@ -305,7 +414,7 @@ class Transitions:
             }
         }
         try:
-            self._t.transact([job_update, self._delete_listing(job_id)])
+            self._table.transact([job_update, self._delete_listing(job_id)])
         except Cancelled as cancelled:
             job_reason = reason_at(cancelled.reasons, 0)
             if not failed(job_reason):
@@ -313,9 +422,9 @@ class Transitions:
             job = self._refusing_job(job_reason, owner, job_id, "Only the job's owner can cancel it.")
             if job.status is JobStatus.CANCELLED:
                 return job
-            if job.status is JobStatus.CLOSED:
+            if job.status is CANCEL_BOOKED.status:
                 return self._cancel_booked_job(job, reason, now)
-            refuse_not_open(job, now, "changes")
+            raise refusal(CANCEL_OPEN, job, now, "changes") from None
         return None
 
     def _cancel_booked_job(self, job: Job, reason: str | None, now: str) -> Job | None:
@@ -324,28 +433,25 @@ class Transitions:
         Conditioned on the booking read (its application still ACCEPTED): of this and
         the nanny's withdrawal, exactly one commits.
         """
-        if job.has_started(now):
+        if CANCEL_BOOKED.unmet(job, now) is Unmet.TIMING:
             raise JobStarted("The job has started; it can no longer be cancelled.", startsAt=job.starts_at)
         application_id = job.accepted_application_id or ""
         nanny = self._booked_nanny(job)
-        values: dict[str, Any] = {
-            ":owner": _s(job.owner),
-            ":closed": _s(JobStatus.CLOSED.value),
-            ":cancelled": _s(JobStatus.CANCELLED.value),
-            ":app": _s(application_id),
-            ":now": _s(now),
+        values = {
+            **rule_values(CANCEL_BOOKED, now),
+            ":owner": item_shapes.string(job.owner),
+            ":app": item_shapes.string(application_id),
         }
         update = "SET #status = :cancelled, cancelledAt = :now, updatedAt = :now"
         if reason:
             update += ", cancelReason = :reason"
-            values[":reason"] = _s(reason)
+            values[":reason"] = item_shapes.string(reason)
         items: list[dict[str, Any]] = [
             {
                 "Update": {
-                    "TableName": self._t.name,
-                    "Key": it.job_key(job.job_id),
-                    "ConditionExpression": "#owner = :owner AND #status = :closed AND acceptedApplicationId = :app "
-                    f"AND {_NOT_STARTED}",
+                    "TableName": self._table.name,
+                    "Key": item_shapes.job_key(job.job_id),
+                    "ConditionExpression": job_condition(CANCEL_BOOKED, _OWNED, _BOOKED_READ),
                     "UpdateExpression": update + " REMOVE GSI4PK, GSI4SK",
                     "ExpressionAttributeNames": {"#status": "status", "#owner": "owner"},
                     "ExpressionAttributeValues": values,
@@ -354,16 +460,14 @@ class Transitions:
             },
             {
                 "Update": {
-                    "TableName": self._t.name,
-                    "Key": it.application_key(job.job_id, application_id),
-                    "ConditionExpression": "#status = :accepted",
+                    "TableName": self._table.name,
+                    "Key": item_shapes.application_key(job.job_id, application_id),
+                    "ConditionExpression": application_condition(CANCEL_BOOKING),
                     "UpdateExpression": "SET #status = :cancelled, reason = :why, updatedAt = :now",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
-                        ":accepted": _s(ApplicationStatus.ACCEPTED.value),
-                        ":cancelled": _s(ApplicationStatus.CANCELLED.value),
-                        ":why": _s(Reason.BOOKING_CANCELLED.value),
-                        ":now": _s(now),
+                        **rule_values(CANCEL_BOOKING, now),
+                        ":why": item_shapes.string(Reason.BOOKING_CANCELLED.value),
                     },
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
@@ -372,13 +476,13 @@ class Transitions:
         if nanny:
             items.append(self._calendar_release(nanny, job.job_id))
         try:
-            self._t.transact(items)
+            self._table.transact(items)
         except Cancelled as cancelled:
             job_reason = reason_at(cancelled.reasons, 0)
             current = self._refusing_job(job_reason, job.owner, job.job_id, "Only the job's owner can cancel it.")
             if current.status is JobStatus.CANCELLED:
                 return current
-            if current.status is JobStatus.CLOSED and current.has_started(now):
+            if CANCEL_BOOKED.unmet(current, now) is Unmet.TIMING:
                 raise JobStarted(
                     "The job has started; it can no longer be cancelled.", startsAt=current.starts_at
                 ) from None
@@ -397,45 +501,39 @@ class Transitions:
 
         Returns the application and whether it was already WITHDRAWN (a replay)."""
         params = {
-            "TableName": self._t.name,
-            "Key": it.application_key(job_id, application_id),
-            "ConditionExpression": "attribute_exists(PK) AND applicant = :user AND #status = :pending",
+            "Key": item_shapes.application_key(job_id, application_id),
+            "ConditionExpression": application_condition(WITHDRAW, _EXISTS, "applicant = :user"),
             "UpdateExpression": "SET #status = :withdrawn, updatedAt = :now",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {
-                ":user": _s(applicant),
-                ":pending": _s(ApplicationStatus.PENDING.value),
-                ":withdrawn": _s(ApplicationStatus.WITHDRAWN.value),
-                ":now": _s(now),
-            },
+            "ExpressionAttributeValues": {**rule_values(WITHDRAW, now), ":user": item_shapes.string(applicant)},
             "ReturnValues": "ALL_NEW",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         try:
-            resp = self._update_retrying_conflicts(params)
+            resp = self._table.update(params, conflict_message="The application changed meanwhile; retry.")
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item")
+            old = refused_item(exc)
             if not old:
-                if self._t.get(it.job_key(job_id)) is None:
+                if self._table.get(item_shapes.job_key(job_id)) is None:
                     raise JobNotFound("Job not found.") from None
                 raise ApplicationNotFound("Application not found for this job.") from None
-            app = it.application_from(_deserialize(old))
+            app = item_shapes.application_from(item_shapes.deserialize(old))
             if app.applicant != applicant:
                 raise Forbidden("Only the applicant can withdraw an application.", code="NOT_APPLICANT") from None
             if app.status is ApplicationStatus.WITHDRAWN:
                 return app, True
-            if app.status is ApplicationStatus.ACCEPTED:
+            if BACK_OUT.allows(app):
                 return self._back_out(app, now), False
             raise ApplicationNotPending("The application is no longer pending.", status=app.status.value) from None
-        return it.application_from(_deserialize(resp["Attributes"])), False
+        return item_shapes.application_from(item_shapes.deserialize(resp["Attributes"])), False
 
     def _back_out(self, app: Application, now: str) -> Application:
         """The booked nanny withdraws before the start: ACCEPTED → WITHDRAWN, the job CLOSED → OPEN
         (listed again, a new round), her time freed, in one transaction."""
         job = self._read_job(app.job_id)
-        if job.status is not JobStatus.CLOSED or job.accepted_application_id != app.application_id:
+        if WITHDRAW_BOOKED.unmet(job, now) is Unmet.STATUS or job.accepted_application_id != app.application_id:
             # The parent cancelled the booking (or the job completed) since the application was read.
             current = self._read_application(app.job_id, app.application_id) or app
             if current.status is ApplicationStatus.WITHDRAWN:
@@ -443,7 +541,7 @@ class Transitions:
             if current.status is not ApplicationStatus.ACCEPTED:
                 raise ApplicationNotPending("The application is no longer active.", status=current.status.value)
             raise JobNotOpen(f"The job is {job.status.value.lower()}.", status=job.status.value)
-        if job.has_started(now):
+        if WITHDRAW_BOOKED.unmet(job, now) is Unmet.TIMING:
             raise JobStarted("The job has started; the booking can no longer be withdrawn.", startsAt=job.starts_at)
         reopened = replace(
             job,
@@ -454,64 +552,64 @@ class Transitions:
             round=job.round + 1,
         )
         try:
-            self._t.transact(
+            self._table.transact(
                 [
                     {
                         "Update": {
-                            "TableName": self._t.name,
-                            "Key": it.application_key(app.job_id, app.application_id),
-                            "ConditionExpression": "applicant = :user AND #status = :accepted",
+                            "TableName": self._table.name,
+                            "Key": item_shapes.application_key(app.job_id, app.application_id),
+                            "ConditionExpression": application_condition(BACK_OUT, "applicant = :user"),
                             "UpdateExpression": "SET #status = :withdrawn, updatedAt = :now",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": {
-                                ":user": _s(app.applicant),
-                                ":accepted": _s(ApplicationStatus.ACCEPTED.value),
-                                ":withdrawn": _s(ApplicationStatus.WITHDRAWN.value),
-                                ":now": _s(now),
+                                **rule_values(BACK_OUT, now),
+                                ":user": item_shapes.string(app.applicant),
                             },
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
                         "Update": {
-                            "TableName": self._t.name,
-                            "Key": it.job_key(app.job_id),
-                            "ConditionExpression": "#status = :closed AND acceptedApplicationId = :app "
-                            f"AND {_NOT_STARTED}",
+                            "TableName": self._table.name,
+                            "Key": item_shapes.job_key(app.job_id),
+                            "ConditionExpression": job_condition(WITHDRAW_BOOKED, _BOOKED_READ),
                             "UpdateExpression": "SET #status = :open, #round = :round, reopenedAt = :now, "
                             "updatedAt = :now, GSI4PK = :due, GSI4SK = :starts "
                             "REMOVE acceptedApplicationId, acceptedApplicant, closedAt",
                             "ExpressionAttributeNames": {"#status": "status", "#round": "round"},
                             "ExpressionAttributeValues": {
-                                ":closed": _s(JobStatus.CLOSED.value),
-                                ":open": _s(JobStatus.OPEN.value),
-                                ":app": _s(app.application_id),
+                                **rule_values(WITHDRAW_BOOKED, now),
+                                ":app": item_shapes.string(app.application_id),
                                 ":round": {"N": str(reopened.round)},
-                                ":now": _s(now),
-                                ":due": _s(it.due_partition(job.job_id)),
-                                ":starts": _s(job.starts_at),
+                                ":due": item_shapes.string(item_shapes.due_partition(job.job_id)),
+                                ":starts": item_shapes.string(job.starts_at),
                             },
                         }
                     },
-                    {"Put": {"TableName": self._t.name, "Item": it.serialize(it.listing_item(reopened))}},
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": item_shapes.serialize(item_shapes.listing_item(reopened)),
+                        }
+                    },
                     self._calendar_release(app.applicant, app.job_id),
                 ]
             )
         except Cancelled as cancelled:
             old = reason_at(cancelled.reasons, 0).get("Item")
-            current = (
-                it.application_from(_deserialize(old))
+            latest = (
+                item_shapes.application_from(item_shapes.deserialize(old))
                 if old
                 else self._read_application(app.job_id, app.application_id)
             )
-            if current is not None and current.status is ApplicationStatus.WITHDRAWN:
-                return current
-            if current is not None and current.status is not ApplicationStatus.ACCEPTED:
+            if latest is not None and latest.status is ApplicationStatus.WITHDRAWN:
+                return latest
+            if latest is not None and latest.status is not ApplicationStatus.ACCEPTED:
                 # The parent cancelled the booking first.
                 raise ApplicationNotPending(
-                    "The application is no longer active.", status=current.status.value
+                    "The application is no longer active.", status=latest.status.value
                 ) from None
-            if self._read_job(app.job_id).has_started(now):
+            if WITHDRAW_BOOKED.unmet(self._read_job(app.job_id), now) is Unmet.TIMING:
                 raise JobStarted(
                     "The job has started; the booking can no longer be withdrawn.", startsAt=job.starts_at
                 ) from None
@@ -520,42 +618,21 @@ class Transitions:
 
     # ------------------------------------------------------ expiry, completion
 
-    def due_job_ids(self, now: str, limit: int) -> list[str]:
-        """Jobs whose start (OPEN) or end (CLOSED) is at or before ``now``, from the sparse
-        ``dueJobs`` index: at most ``limit`` per shard, earliest first. The index may lag:
-        callers re-read each job and act only on what its state says."""
-        found: list[str] = []
-        for shard in range(it.OPEN_JOB_SHARDS):
-            resp = self._t.api_call(
-                "query",
-                TableName=self._t.name,
-                IndexName=it.DUE_JOBS_INDEX,
-                KeyConditionExpression="GSI4PK = :pk AND GSI4SK <= :now",
-                ExpressionAttributeValues={":pk": _s(f"{it.DUE_PARTITION_PREFIX}{shard}"), ":now": _s(now)},
-                Limit=limit,
-            )
-            found.extend(raw["PK"]["S"].removeprefix("JOB#") for raw in resp.get("Items") or [])
-        return found
-
     def expire_job(self, job_id: str, now: str) -> bool:
         """OPEN → EXPIRED once started, leaving the listing. It stays in ``dueJobs`` until
         ``forget_due`` (after its declines are queued), so an interrupted run resumes.
         Returns whether this call expired it."""
         try:
-            self._t.transact(
+            self._table.transact(
                 [
                     {
                         "Update": {
-                            "TableName": self._t.name,
-                            "Key": it.job_key(job_id),
-                            "ConditionExpression": "#status = :open AND startsAt <= :now",
+                            "TableName": self._table.name,
+                            "Key": item_shapes.job_key(job_id),
+                            "ConditionExpression": job_condition(EXPIRE),
                             "UpdateExpression": "SET #status = :expired, expiredAt = :now, updatedAt = :now",
                             "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {
-                                ":open": _s(JobStatus.OPEN.value),
-                                ":expired": _s(JobStatus.EXPIRED.value),
-                                ":now": _s(now),
-                            },
+                            "ExpressionAttributeValues": rule_values(EXPIRE, now),
                         }
                     },
                     self._delete_listing(job_id),
@@ -568,14 +645,14 @@ class Transitions:
     def forget_due(self, job_id: str, status: JobStatus) -> None:
         """Takes a settled job out of ``dueJobs`` (only while it still has ``status``)."""
         try:
-            self._t.api_call(
+            self._table.api_call(
                 "update_item",
-                TableName=self._t.name,
-                Key=it.job_key(job_id),
+                TableName=self._table.name,
+                Key=item_shapes.job_key(job_id),
                 ConditionExpression="#status = :status",
                 UpdateExpression="REMOVE GSI4PK, GSI4SK",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": _s(status.value)},
+                ExpressionAttributeValues={":status": item_shapes.string(status.value)},
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -587,17 +664,13 @@ class Transitions:
         items: list[dict[str, Any]] = [
             {
                 "Update": {
-                    "TableName": self._t.name,
-                    "Key": it.job_key(job.job_id),
-                    "ConditionExpression": "#status = :closed AND endsAt <= :now",
+                    "TableName": self._table.name,
+                    "Key": item_shapes.job_key(job.job_id),
+                    "ConditionExpression": job_condition(COMPLETE),
                     "UpdateExpression": "SET #status = :completed, completedAt = :now, updatedAt = :now "
                     "REMOVE GSI4PK, GSI4SK",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":closed": _s(JobStatus.CLOSED.value),
-                        ":completed": _s(JobStatus.COMPLETED.value),
-                        ":now": _s(now),
-                    },
+                    "ExpressionAttributeValues": rule_values(COMPLETE, now),
                 }
             }
         ]
@@ -605,23 +678,10 @@ class Transitions:
         if nanny:
             items.append(self._calendar_release(nanny, job.job_id))
         try:
-            self._t.transact(items)
+            self._table.transact(items)
         except Cancelled:
             return False
         return True
-
-    def _update_retrying_conflicts(self, params: dict[str, Any]) -> dict[str, Any]:
-        """An UpdateItem that meets a transaction in flight on its item is refused: try again."""
-        for attempt in range(_CONFLICT_RETRIES + 1):
-            try:
-                return self._t.api_call("update_item", **params)
-            except ClientError as exc:
-                if error_code(exc) != "TransactionConflictException":
-                    raise
-                if attempt == _CONFLICT_RETRIES:
-                    raise ConcurrentUpdate("The application changed meanwhile; retry.") from None
-                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ declines
 
@@ -630,20 +690,16 @@ class Transitions:
     ) -> DeclineOutcome:
         """PENDING → DECLINED (with why); anything else (ACCEPTED, WITHDRAWN, CANCELLED, DECLINED) is left as it is."""
         update = "SET #status = :declined, updatedAt = :now"
-        values = {
-            ":pending": _s(ApplicationStatus.PENDING.value),
-            ":declined": _s(ApplicationStatus.DECLINED.value),
-            ":now": _s(now),
-        }
+        values = rule_values(DECLINE, now)
         if reason is not None:
             update += ", reason = :why"
-            values[":why"] = _s(reason.value)
+            values[":why"] = item_shapes.string(reason.value)
         try:
-            self._t.api_call(
+            self._table.api_call(
                 "update_item",
-                TableName=self._t.name,
-                Key=it.application_key(job_id, application_id),
-                ConditionExpression="#status = :pending",
+                TableName=self._table.name,
+                Key=item_shapes.application_key(job_id, application_id),
+                ConditionExpression=application_condition(DECLINE),
                 UpdateExpression=update,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
@@ -652,7 +708,7 @@ class Transitions:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item")  # ALL_OLD: none means the application does not exist
+            old = refused_item(exc)  # none: the application does not exist
             if not old:
                 return DeclineOutcome.UNKNOWN_APPLICATION
             status = old.get("status", {}).get("S")
@@ -666,12 +722,6 @@ class Transitions:
         return DeclineOutcome.DECLINED
 
 
-def refuse_not_open(job: Job, now: str, what: str) -> None:
-    """Why an OPEN-only write was refused by this job: always raises."""
-    if job.status is JobStatus.OPEN and job.has_started(now):
-        raise JobStarted(f"The job has started; it takes no more {what}.", startsAt=job.starts_at)
-    if job.status is JobStatus.OPEN:
-        raise ConcurrentUpdate("The job changed meanwhile; retry.")
-    if job.status is JobStatus.CLOSED:
-        raise JobNotOpen("The job is already booked.", acceptedApplicationId=job.accepted_application_id)
-    raise JobNotOpen(f"The job is {job.status.value.lower()}.", status=job.status.value)
+def _round_is(round_: int) -> str:
+    # A job that never reopened has no round attribute.
+    return "#round = :round" if round_ else "(attribute_not_exists(#round) OR #round = :round)"

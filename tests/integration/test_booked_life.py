@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.domain import JobStarted, format_time, utc_now
+from chalicelib.store import DynamoStore
 from chalicelib.transitions import BOOKING_READ_BUDGET_SECONDS
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker
@@ -257,7 +258,7 @@ def test_a_booking_whose_reads_were_too_slow_answers_503_and_writes_nothing(api:
     job_id = _job(api, "alice", 0, 4)
     app_id = api.apply("nina", job_id)["applicationId"]
     ticks = iter([0.0, BOOKING_READ_BUDGET_SECONDS + 0.1])
-    bootstrap.store()._monotonic = lambda: next(ticks)
+    bootstrap.override(store=DynamoStore(bootstrap.dynamodb_client(), aws.table, monotonic=lambda: next(ticks)))
     before = aws.snapshot()
 
     reply = api.book("alice", job_id, app_id)
@@ -265,5 +266,5 @@ def test_a_booking_whose_reads_were_too_slow_answers_503_and_writes_nothing(api:
     # Then a 503 the client repeats, and nothing was written
     assert (reply.status, reply.body["code"]) == (503, "SERVICE_UNAVAILABLE"), reply.body
     assert aws.snapshot() == before
-    del bootstrap.store()._monotonic
+    bootstrap.override(store=DynamoStore(bootstrap.dynamodb_client(), aws.table))
     assert api.book("alice", job_id, app_id).status == 200
