@@ -1,14 +1,16 @@
 """The one place that wires settings, AWS clients and the service together.
 
-Everything is created on first use and then reused for the life of the Lambda
-container. ``reset`` forgets it all (tests), ``override`` injects fakes.
+Every part is created on first use and then reused for the life of the Lambda
+container. ``reset`` forgets them all (tests); ``override`` puts given parts in place
+and forgets every part built on them, which is rebuilt around them on next use.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -25,8 +27,28 @@ if TYPE_CHECKING:
     from chalicelib.mail import Mailer
     from chalicelib.stream import StreamProcessor
 
+T = TypeVar("T")
+
 _lock = threading.RLock()
-_cache: dict[str, Any] = {}
+_cache: dict[str, object] = {}
+
+# What each part is built from: replacing one forgets every part built on it, directly or not.
+BUILT_FROM: dict[str, tuple[str, ...]] = {
+    "dynamodb_client": (),
+    "sqs_client": (),
+    "events_client": (),
+    "ses_client": (),
+    "executor": (),
+    "verifier": (),
+    "page_tokens": (),
+    "declines_queue_url": ("sqs_client",),
+    "store": ("dynamodb_client",),
+    "publisher": ("sqs_client", "declines_queue_url"),
+    "dead_letters": ("sqs_client", "declines_queue_url"),
+    "service": ("store", "publisher", "executor"),
+    "stream_processor": ("store", "publisher", "events_client"),
+    "mailer": ("store", "ses_client"),
+}
 
 _TRACED = (
     "create_job",
@@ -54,49 +76,51 @@ def client_config(read_timeout_seconds: float | None = None) -> Config:
     beside its transaction, then one round of sends: within 8.1 s plus the publisher's
     0.5 s (README "Timeouts and retries"). Pools sized for the publisher's concurrent batches.
     """
-    s = get_settings()
+    settings = get_settings()
     return Config(
-        connect_timeout=s.client_connect_timeout_seconds,
-        read_timeout=read_timeout_seconds or s.client_read_timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": s.client_max_attempts},  # first try included
+        connect_timeout=settings.client_connect_timeout_seconds,
+        read_timeout=read_timeout_seconds or settings.client_read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.client_max_attempts},  # first try included
         max_pool_connections=20,
     )
 
 
-def _get(name: str, build: Any) -> Any:
+def _get(name: str, build: Callable[[], T]) -> T:
+    if name not in BUILT_FROM:  # a part the overrides would not know to rebuild
+        raise KeyError(f"{name} is not in BUILT_FROM")
     with _lock:
         if name not in _cache:
             _cache[name] = build()
-        return _cache[name]
+        return cast(T, _cache[name])
 
 
 def dynamodb_client() -> Any:
     return _get(
-        "dynamodb",
+        "dynamodb_client",
         lambda: boto3.client("dynamodb", config=client_config(get_settings().dynamodb_read_timeout_seconds)),
     )
 
 
 def sqs_client() -> Any:
-    return _get("sqs", lambda: boto3.client("sqs", config=client_config()))
+    return _get("sqs_client", lambda: boto3.client("sqs", config=client_config()))
 
 
-def declines_queue_url() -> Any:
-    def build() -> Any:
-        s = get_settings()
-        return cached_queue_url(sqs_client(), s.declines_queue_url, s.declines_queue_name)
+def declines_queue_url() -> Callable[[], str]:
+    def build() -> Callable[[], str]:
+        settings = get_settings()
+        return cached_queue_url(sqs_client(), settings.declines_queue_url, settings.declines_queue_name)
 
     return _get("declines_queue_url", build)
 
 
 def store() -> DynamoStore:
     def build() -> DynamoStore:
-        s = get_settings()
+        settings = get_settings()
         return DynamoStore(
             dynamodb_client(),
-            s.table_name,
-            s.query_page_size,
-            transaction_deadline_seconds=s.transaction_deadline_seconds,
+            settings.table_name,
+            settings.query_page_size,
+            transaction_deadline_seconds=settings.transaction_deadline_seconds,
         )
 
     return _get("store", build)
@@ -104,14 +128,14 @@ def store() -> DynamoStore:
 
 def publisher() -> SqsDeclinePublisher:
     def build() -> SqsDeclinePublisher:
-        s = get_settings()
+        settings = get_settings()
         return SqsDeclinePublisher(
             sqs_client(),
             declines_queue_url(),
-            max_attempts=s.enqueue_max_attempts,
-            backoff_seconds=s.enqueue_backoff_seconds,
-            deadline_seconds=s.enqueue_deadline_seconds,
-            concurrency=s.enqueue_concurrency,
+            max_attempts=settings.enqueue_max_attempts,
+            backoff_seconds=settings.enqueue_backoff_seconds,
+            deadline_seconds=settings.enqueue_deadline_seconds,
+            concurrency=settings.enqueue_concurrency,
         )
 
     return _get("publisher", build)
@@ -145,11 +169,14 @@ def verifier() -> TokenVerifier:
     from chalicelib.auth import JwksSource, TokenVerifier
 
     def build() -> TokenVerifier:
-        s = get_settings()
+        settings = get_settings()
         keys = JwksSource(
-            url=s.auth_jwks_url, inline=s.auth_jwks_json, path=s.auth_jwks_file, metrics=PowertoolsMetrics()
+            url=settings.auth_jwks_url,
+            inline=settings.auth_jwks_json,
+            path=settings.auth_jwks_file,
+            metrics=PowertoolsMetrics(),
         )
-        return TokenVerifier(keys, issuer=s.auth_issuer, audience=s.auth_audience)
+        return TokenVerifier(keys, issuer=settings.auth_issuer, audience=settings.auth_audience)
 
     return _get("verifier", build)
 
@@ -167,17 +194,17 @@ def stream_processor() -> StreamProcessor:
     from chalicelib.stream import StreamProcessor
 
     def build() -> StreamProcessor:
-        s = get_settings()
-        if not s.event_bus_name:
+        settings = get_settings()
+        if not settings.event_bus_name:
             raise ConfigurationError("EVENT_BUS_NAME is not set")
-        events = _get("events", lambda: boto3.client("events", config=client_config()))
+        events = _get("events_client", lambda: boto3.client("events", config=client_config()))
         return StreamProcessor(
             state_of,
             store(),
-            EventBridgeBus(events, s.event_bus_name),
+            EventBridgeBus(events, settings.event_bus_name),
             publisher(),
             metrics=PowertoolsMetrics(),
-            sweep_delay_seconds=s.stream_sweep_delay_seconds,
+            sweep_delay_seconds=settings.stream_sweep_delay_seconds,
         )
 
     return _get("stream_processor", build)
@@ -188,12 +215,12 @@ def mailer() -> Mailer:
     from chalicelib.ses import SesSender
 
     def build() -> Mailer:
-        s = get_settings()
-        if not s.mail_sender:
+        settings = get_settings()
+        if not settings.mail_sender:
             raise ConfigurationError("MAIL_SENDER is not set")
-        ses = _get("sesv2", lambda: boto3.client("sesv2", config=client_config()))
-        sender = SesSender(ses, s.mail_sender, s.mail_configuration_set)
-        return Mailer(store(), sender, metrics=PowertoolsMetrics(), lease_seconds=s.mail_lease_seconds)
+        ses = _get("ses_client", lambda: boto3.client("sesv2", config=client_config()))
+        sender = SesSender(ses, settings.mail_sender, settings.mail_configuration_set)
+        return Mailer(store(), sender, metrics=PowertoolsMetrics(), lease_seconds=settings.mail_lease_seconds)
 
     return _get("mailer", build)
 
@@ -206,15 +233,59 @@ def partial_batch_responses() -> bool:
     return get_settings().partial_batch_responses
 
 
-def override(**parts: Any) -> None:
-    """Replaces wired parts (e.g. ``publisher=...``) until the next ``reset``.
-
-    The service is rebuilt around the new parts unless it is given itself.
+def override(
+    *,
+    dynamodb_client: Any = None,
+    sqs_client: Any = None,
+    declines_queue_url: Callable[[], str] | None = None,
+    store: DynamoStore | None = None,
+    publisher: SqsDeclinePublisher | None = None,
+    service: BookingService | None = None,
+    dead_letters: DeadLetters | None = None,
+    verifier: TokenVerifier | None = None,
+    page_tokens: PageTokens | None = None,
+    stream_processor: StreamProcessor | None = None,
+    mailer: Mailer | None = None,
+) -> None:
+    """Puts the given parts in place of what their functions build (e.g. ``store=...`` for
+    ``store()``) until the next ``reset``. Every part built on a given one is forgotten and
+    rebuilt around it on next use (``dynamodb_client=...``: the store, the service, the
+    stream processor and the mailer), unless it is given too. A name that is no part is a TypeError.
     """
+    given = {
+        name: part
+        for name, part in {
+            "dynamodb_client": dynamodb_client,
+            "sqs_client": sqs_client,
+            "declines_queue_url": declines_queue_url,
+            "store": store,
+            "publisher": publisher,
+            "service": service,
+            "dead_letters": dead_letters,
+            "verifier": verifier,
+            "page_tokens": page_tokens,
+            "stream_processor": stream_processor,
+            "mailer": mailer,
+        }.items()
+        if part is not None
+    }
     with _lock:
-        if "service" not in parts:
-            _cache.pop("service", None)
-        _cache.update(parts)
+        for name in built_on(set(given)) - set(given):
+            _cache.pop(name, None)
+        _cache.update(given)
+
+
+def built_on(names: set[str]) -> set[str]:
+    """Every part built on any of ``names``, directly or through another part."""
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for part, sources in BUILT_FROM.items():
+            if part not in found and (names | found) & set(sources):
+                found.add(part)
+                changed = True
+    return found
 
 
 def reset() -> None:

@@ -200,7 +200,7 @@ def test_declines_survive_send_message_batch_failures(
         flaky.call_failure = 0.3
     else:
         flaky.call_failure = 1.0
-    bootstrap.override(sqs=flaky)
+    bootstrap.override(sqs_client=flaky)
     answers: Counter[str] = Counter()
     problems = []
     unhealed = []
