@@ -12,7 +12,7 @@ PARAMS ?=
 EMULATOR_PORT ?= 4566
 
 .DEFAULT_GOAL := help
-.PHONY: help venv emulator test unit integration e2e reliability lint format local token mail demo \
+.PHONY: help venv emulator test unit integration e2e reliability lint types format local token mail demo \
         bench package deploy smoke destroy aws-emulator reconcile redrive rotate-page-token-key clean-local
 
 help: ## list the targets
@@ -31,6 +31,7 @@ emulator: venv ## install MiniStack (DynamoDB + SQS emulator) into .local/minist
 test: venv emulator ## lint, then every test (unit, integration, e2e)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@$(MAKE) --no-print-directory templates
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -49,9 +50,10 @@ reliability: venv emulator ## the long races, faults and fuzzing runs (bounded v
 bench: venv emulator ## benchmarks, says how long first; results and history under bench/results/ (BENCH_ARGS=--help for options)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: venv ## ruff, then cfn-lint and checkov on the templates
+lint: venv ## ruff, mypy (strict), then cfn-lint and checkov on the templates
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@$(MAKE) --no-print-directory templates
 
 # checkov pins its own boto3: a virtualenv of its own, installed on first use.
@@ -69,6 +71,9 @@ templates: venv $(CHECKOV_STAMP) ## cfn-lint + checkov (.checkov.yaml) on infra/
 	@for stage in dev prod; do $(BIN)/python -m tools.deploy package --stage $$stage --out build/lint/package-$$stage || exit 1; done
 	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --quiet $(addprefix -f ,$(TEMPLATES)) \
 		-f build/lint/package-dev/sam.json -f build/lint/package-prod/sam.json
+
+types: venv ## mypy, strict, on chalicelib/, app.py and the Protocol checks (tests/typing_checks.py)
+	$(BIN)/mypy
 
 format: venv ## ruff fix + format
 	$(BIN)/ruff check --fix .

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice import AuthResponse, Chalice, Rate, Response
+from chalice.app import AuthRequest, CloudWatchEvent, DynamoDBEvent, Request, SQSEvent
 
 from chalicelib import api_errors, api_input, api_views, bootstrap
 from chalicelib.callers import caller_from_context, caller_to_context
+from chalicelib.domain import Caller, Page
 from chalicelib.observability import PowertoolsMetrics, append_keys, flush_metrics, logger, start_invocation
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
+T = TypeVar("T")
 
 app = Chalice(app_name="babysitting-booking", configure_logs=False)
 
@@ -32,7 +40,7 @@ TABLE_STREAM_ARN = os.environ.get(
 # API Gateway caches each token's answer for ttl_seconds (per authorizer, not per token): an
 # admitted token is honoured until at most exp + leeway (5 s) + 60 s. README, Identity.
 @app.authorizer(ttl_seconds=60)
-def token_authorizer(auth_request: Any) -> AuthResponse:
+def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
     # Here, not at the top: the API and worker functions import this module too, and
     # only the authorizer needs PyJWT and cryptography (a cold start's worth of imports).
     from chalicelib.auth import InvalidToken
@@ -49,15 +57,19 @@ def token_authorizer(auth_request: Any) -> AuthResponse:
 
 # `app.current_request` is one attribute shared by every thread, and `chalice local`
 # serves requests on many threads at once: views read their own request from here.
-_this = threading.local()
+class _ThisRequest(threading.local):
+    request: Request
 
 
-def _request() -> Any:
+_this = _ThisRequest()
+
+
+def _request() -> Request:
     return _this.request
 
 
 @app.middleware("http")
-def http_edge(event: Any, get_response: Any) -> Response:
+def http_edge(event: Request, get_response: Callable[[Request], Response]) -> Response:
     _this.request = event
     # API Gateway's request id; chalice local has none, so the Lambda request id there.
     start_invocation(event.context.get("requestId") or getattr(event.lambda_context, "aws_request_id", None))
@@ -67,7 +79,7 @@ def http_edge(event: Any, get_response: Any) -> Response:
         flush_metrics()
 
 
-def _caller() -> Any:
+def _caller() -> Caller:
     return api_input.require_caller(_request().context, caller_from_context)
 
 
@@ -75,12 +87,12 @@ def _body() -> dict[str, Any]:
     return api_input.json_body(_request().raw_body)
 
 
-def _page_request(scope: str) -> tuple[int, dict | None]:
+def _page_request(scope: str) -> tuple[int, dict[str, Any] | None]:
     limit, token = api_input.query_params(_request().query_params)
     return limit, bootstrap.page_tokens().decode(scope, token)
 
 
-def _page_response(scope: str, page: Any, render: Any) -> dict[str, Any]:
+def _page_response(scope: str, page: Page[T], render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
     return api_views.page_json(page, render, bootstrap.page_tokens().encode(scope, page.cursor))
 
 
@@ -198,7 +210,7 @@ def my_applications() -> dict[str, Any]:
 
 
 @app.on_sqs_message(queue=DECLINES_QUEUE_NAME, batch_size=10, maximum_concurrency=DECLINES_MAX_CONCURRENCY)
-def decline_worker(event: Any) -> dict[str, Any]:
+def decline_worker(event: SQSEvent) -> dict[str, Any]:
     # Here, not at the top: the batch handling is the worker's alone.
     from chalicelib.worker import handle_decline_batch
 
@@ -218,7 +230,7 @@ def decline_worker(event: Any) -> dict[str, Any]:
 
 
 @app.schedule(Rate(SETTLE_EVERY_MINUTES, unit=Rate.MINUTES))
-def settle_due_jobs(event: Any) -> dict[str, Any]:
+def settle_due_jobs(event: CloudWatchEvent) -> dict[str, int]:
     """OPEN jobs past their start expire, CLOSED jobs past their end complete (bounded per run)."""
     start_invocation(getattr(event.context, "aws_request_id", None))
     try:
@@ -231,7 +243,7 @@ def settle_due_jobs(event: Any) -> dict[str, Any]:
 # Every committed change of the table, whatever became of the request that made it:
 # heals bookings and cancellations (the sweep) and publishes domain events (docs/stream.md).
 @app.on_dynamodb_record(stream_arn=TABLE_STREAM_ARN, batch_size=100, starting_position="TRIM_HORIZON")
-def table_stream(event: Any) -> dict[str, Any]:
+def table_stream(event: DynamoDBEvent) -> PartialItemFailureResponse:
     from chalicelib.stream import handle_stream_batch
 
     start_invocation(getattr(event.context, "aws_request_id", None))
@@ -246,7 +258,7 @@ def table_stream(event: Any) -> dict[str, Any]:
 
 
 @app.on_sqs_message(queue=NOTIFICATIONS_QUEUE_NAME, batch_size=10)
-def mail_worker(event: Any) -> dict[str, Any]:
+def mail_worker(event: SQSEvent) -> PartialItemFailureResponse:
     # Here, not at the top: powertools' batch utilities and the mailer are this function's alone.
     from chalicelib.mail_worker import handle_mail_batch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ParamSpec
 
 from chalice import Response
 
@@ -21,6 +21,8 @@ from chalicelib.domain import (
     Unavailable,
 )
 from chalicelib.observability import logger
+
+P = ParamSpec("P")
 
 _STATUS: list[tuple[type[DomainError], int]] = [
     (InvalidInput, 400),
@@ -55,17 +57,17 @@ def error_response(status: int, code: str, message: str, details: Mapping[str, A
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = dict(details)
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if status == 503:
         headers["Retry-After"] = "1"
     return Response(body=body, status_code=status, headers=headers)
 
 
-def json_view(fn: Callable[..., Response | dict]) -> Callable[..., Response]:
+def json_view(fn: Callable[P, Response | dict[str, Any]]) -> Callable[P, Response]:
     """Wraps a view: domain errors become their status, anything else a logged 500."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:
             result = fn(*args, **kwargs)
         except DomainError as err:

@@ -6,6 +6,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -42,7 +43,7 @@ def path_id(value: str, name: str) -> str:
 
 
 def query_params(
-    params: Mapping[str, str] | None, allowed: set[str] = frozenset({"limit", "nextToken"})
+    params: Mapping[str, str] | None, allowed: AbstractSet[str] = frozenset({"limit", "nextToken"})
 ) -> tuple[int, str | None]:
     params = params or {}
     unknown = sorted(set(params) - allowed)
@@ -74,7 +75,9 @@ def idempotency_key(headers: Mapping[str, str] | None) -> str | None:
     return value
 
 
-def json_body(raw: bytes | None) -> dict[str, Any]:
+def json_body(raw: bytes | str | None) -> dict[str, Any]:
+    if isinstance(raw, str):  # Chalice's raw_body is typed so; it is bytes in practice
+        raw = raw.encode("utf-8")
     if raw is not None and len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(f"The body exceeds {MAX_BODY_BYTES} bytes.", code="BODY_TOO_LARGE")
     if not raw:
@@ -117,7 +120,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def only_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
+def only_fields(body: Mapping[str, Any], allowed: AbstractSet[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"Unknown field: {unknown[0]}.", code="UNKNOWN_FIELD", field=unknown[0])
@@ -183,7 +186,7 @@ def new_job(body: Mapping[str, Any]) -> NewJob:
     )
 
 
-def _rate(value: Any) -> Decimal | None:
+def _rate(value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
@@ -223,6 +226,6 @@ def booking_request(body: Mapping[str, Any]) -> str:
     app_id = body.get("applicationId")
     if app_id is None:
         raise InvalidInput("applicationId is required.", code="INVALID_BODY", field="applicationId")
-    if not is_valid_id(app_id):
+    if not isinstance(app_id, str) or not is_valid_id(app_id):
         raise InvalidInput("applicationId is not a valid id.", code="INVALID_ID", field="applicationId")
     return app_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from chalice import Response
 
@@ -13,6 +13,8 @@ from chalicelib.domain import (
     Job,
     Page,
 )
+
+T = TypeVar("T")
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def application_json(app: Application) -> dict[str, Any]:
     return out
 
 
-def page_json(page: Page[Any], render: Callable[[Any], dict[str, Any]], next_token: str | None) -> dict[str, Any]:
+def page_json(page: Page[T], render: Callable[[T], dict[str, Any]], next_token: str | None) -> dict[str, Any]:
     return {"items": [render(i) for i in page.items], "nextToken": next_token}
 
 

@@ -8,13 +8,16 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import jwt
 from jwt import PyJWKSet
 
 from chalicelib.callers import caller_from_context, caller_to_context
 from chalicelib.domain import Caller, Role, is_valid_email, is_valid_user_id, is_valid_username
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 __all__ = ["InvalidToken", "JwksSource", "TokenVerifier", "caller_from_context", "caller_to_context"]
 
@@ -83,14 +86,14 @@ class JwksSource:
         self._unknown_kid_refetch = unknown_kid_refetch_seconds
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
-        self._keys: dict[str, Any] | None = None  # None until a load succeeds
+        self._keys: dict[str, AllowedPublicKeys] | None = None  # None until a load succeeds
         self._loaded_at = 0.0
         self._attempted_at = 0.0
         self._retry_at = float("-inf")
         self._failures = 0
         self._lock = threading.Lock()
 
-    def key(self, kid: str) -> Any:
+    def key(self, kid: str) -> AllowedPublicKeys:
         with self._lock:
             now = self._clock()
             if self._due(kid, now):
@@ -133,7 +136,7 @@ class JwksSource:
         self._keys, self._loaded_at = keys, now
         self._failures, self._retry_at = 0, float("-inf")
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, AllowedPublicKeys]:
         if self._inline:
             raw: str | bytes = self._inline
         elif self._path:
@@ -150,7 +153,7 @@ class JwksSource:
 
 def _http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - the issuer's https JWKS
-        body = resp.read(_MAX_JWKS_BYTES + 1)
+        body: bytes = resp.read(_MAX_JWKS_BYTES + 1)
     if len(body) > _MAX_JWKS_BYTES:
         raise ValueError("the JWKS is larger than 1 MiB")
     return body
@@ -191,10 +194,10 @@ class TokenVerifier:
         # Identity is the sub: Cognito never reassigns it, while a deleted user's name can be
         # signed up again by someone else (README "Identity").
         user_id = claims.get("sub")
-        if not is_valid_user_id(user_id):
+        if not isinstance(user_id, str) or not is_valid_user_id(user_id):
             raise InvalidToken("token has no usable sub")
         username = claims.get("cognito:username")
-        if not is_valid_username(username):
+        if not isinstance(username, str) or not is_valid_username(username):
             raise InvalidToken("token has no usable cognito:username")
         groups = claims.get("cognito:groups") or []
         if not isinstance(groups, list):

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.events import SOURCE, DomainEvent
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; Lambda runs without them
+    from types_boto3_events import EventBridgeClient
+    from types_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +22,7 @@ class EventBridgeBus:
     """botocore retries a failed call under its own policy; entries the bus answers as
     failed are reported back (their records fail and come again), not retried here."""
 
-    def __init__(self, client: Any, bus_name: str, source: str = SOURCE) -> None:
+    def __init__(self, client: EventBridgeClient, bus_name: str, source: str = SOURCE) -> None:
         self._events = client
         self._bus = bus_name
         self._source = source
@@ -36,7 +40,7 @@ class EventBridgeBus:
                         log.warning("event not accepted: %s", result.get("ErrorCode"))
         return failed
 
-    def _entry(self, event: DomainEvent) -> dict[str, Any]:
+    def _entry(self, event: DomainEvent) -> PutEventsRequestEntryTypeDef:
         return {
             "EventBusName": self._bus,
             "Source": self._source,

@@ -7,6 +7,7 @@ The context only carries strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.domain import Caller, Role, is_valid_email, is_valid_user_id, is_valid_username
@@ -23,14 +24,19 @@ def caller_to_context(caller: Caller) -> dict[str, str]:
     return context
 
 
-def caller_from_context(context: dict[str, Any] | None) -> Caller | None:
-    if not context or not is_valid_user_id(context.get("userId")) or not is_valid_username(context.get("username")):
+def caller_from_context(context: Mapping[str, Any] | None) -> Caller | None:
+    if not context:
+        return None
+    user_id, username = context.get("userId"), context.get("username")
+    if not isinstance(user_id, str) or not is_valid_user_id(user_id):
+        return None
+    if not isinstance(username, str) or not is_valid_username(username):
         return None
     names = set(str(context.get("roles", "")).split(","))
     email = context.get("email")
     return Caller(
-        user_id=context["userId"],
-        username=context["username"],
+        user_id=user_id,
+        username=username,
         roles=frozenset(r for r in Role if r.value in names),
         email=email if is_valid_email(email) else None,
     )

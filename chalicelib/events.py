@@ -89,7 +89,7 @@ class DomainEvent:
         }
 
     @classmethod
-    def from_detail(cls, detail: Any) -> DomainEvent:
+    def from_detail(cls, detail: object) -> DomainEvent:
         if not isinstance(detail, dict):
             raise InvalidEvent("event detail is not an object")
         version = detail.get("schemaVersion")

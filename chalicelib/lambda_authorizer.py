@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from chalicelib.auth import InvalidToken, JwksSource, TokenVerifier, caller_to_context
 from chalicelib.config import get_settings
@@ -42,7 +42,7 @@ class _JsonLines(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-class _Stdout(logging.StreamHandler):
+class _Stdout(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stdout`` is at the time (Lambda's, or a test's capture)."""
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -75,8 +75,10 @@ class MailRecords:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item") or {}
-            return ClaimState.IN_FLIGHT if _text(old, "state") == "SENDING" else ClaimState.SENT
+            # ReturnValuesOnConditionCheckFailure puts the item in the error (not in botocore's stubs).
+            old = exc.response.get("Item")
+            state = _text(old, "state") if isinstance(old, dict) else None
+            return ClaimState.IN_FLIGHT if state == "SENDING" else ClaimState.SENT
         return ClaimState.CLAIMED
 
     def mark_mail_sent(self, event_id: str, recipient: str) -> None:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.booking import Metrics
@@ -37,7 +38,7 @@ def handle_mail_batch(
     *,
     partial_responses: bool,
     metrics: Metrics | None = None,
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse:
     def record_handler(record: SQSRecord) -> None:
         logger.append_keys(messageId=record.message_id)
         try:

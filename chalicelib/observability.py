@@ -6,10 +6,15 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SERVICE = "booking"
 
@@ -63,11 +68,11 @@ def append_keys(**keys: Any) -> None:
     logger.append_keys(**{k: v for k, v in keys.items() if v is not None})
 
 
-_tracer: Any = None
+_tracer: Tracer | None = None
 _tracer_lock = threading.Lock()
 
 
-def tracer() -> Any:
+def tracer() -> Tracer:
     """The Tracer, created when the service is first wired: it imports the X-Ray SDK
     (~0.1 s), which the authorizer and a request refused before any use case never need."""
     global _tracer
@@ -79,5 +84,5 @@ def tracer() -> Any:
         return _tracer
 
 
-def traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+def traced(fn: F) -> F:
     return tracer().capture_method(fn)

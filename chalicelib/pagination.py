@@ -8,7 +8,7 @@ import hmac
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.domain import InvalidInput
 
@@ -16,8 +16,11 @@ _MAX_TOKEN_LENGTH = 2048
 
 
 class KeySet(Protocol):
-    signing: str
-    accepted: tuple[str, ...]
+    # Read-only: a frozen dataclass (page_token_keys.PageTokenKeys) is one.
+    @property
+    def signing(self) -> str: ...
+    @property
+    def accepted(self) -> tuple[str, ...]: ...
 
 
 @lru_cache(maxsize=8)
@@ -46,14 +49,14 @@ class PageTokens:
         found = self._keys()
         return found.signing, found.accepted
 
-    def encode(self, scope: str, cursor: dict | None) -> str | None:
+    def encode(self, scope: str, cursor: dict[str, Any] | None) -> str | None:
         if cursor is None:
             return None
         payload = json.dumps({"s": scope, "k": cursor}, separators=(",", ":"), sort_keys=True).encode("utf-8")
         signing, _ = self._key_set()
         return f"{_b64(payload)}.{_b64(_sign(signing, payload))}"
 
-    def decode(self, scope: str, token: str | None) -> dict | None:
+    def decode(self, scope: str, token: str | None) -> dict[str, Any] | None:
         """The cursor inside ``token``, or None for the first page; 400 if forged."""
         # Asked first, even for a first page: without keys a listing is refused before any read.
         _, accepted = self._key_set()
@@ -74,9 +77,12 @@ class PageTokens:
             data = json.loads(payload)
         except ValueError:
             raise invalid from None
-        if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("k"), dict):
+        if not isinstance(data, dict) or data.get("s") != scope:
             raise invalid
-        return data["k"]
+        cursor = data.get("k")
+        if not isinstance(cursor, dict):
+            raise invalid
+        return cursor
 
 
 def _sign(secret: str, payload: bytes) -> bytes:

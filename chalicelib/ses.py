@@ -8,11 +8,14 @@ refusal as final would lose the email to a misconfiguration.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; Lambda runs without them
+    from types_boto3_sesv2 import SESV2Client
 
 
 class SesSender:
-    def __init__(self, client: Any, sender: str, configuration_set: str | None = None) -> None:
+    def __init__(self, client: SESV2Client, sender: str, configuration_set: str | None = None) -> None:
         self._ses = client
         self._sender = sender
         self._configuration_set = configuration_set

@@ -20,15 +20,18 @@ whole batch is failed, as for the decline worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.booking import Metrics
 from chalicelib.domain import EnqueueReport, format_time
 from chalicelib.events import APPLICATION, DomainEvent, EntityState, event_of, leaves_open
 from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 StateReader = Callable[[dict[str, Any] | None], EntityState | None]
 
@@ -71,7 +74,7 @@ class StreamOutcome:
     failed: list[str] = field(default_factory=list)  # sequence numbers
 
 
-def _record_time(dynamodb: dict[str, Any]) -> str:
+def _record_time(dynamodb: Mapping[str, Any]) -> str:
     stamp = dynamodb.get("ApproximateCreationDateTime")
     if isinstance(stamp, int | float):
         return format_time(datetime.fromtimestamp(stamp, UTC))
@@ -96,7 +99,7 @@ class StreamProcessor:
         self._metrics = metrics
         self._sweep_delay = sweep_delay_seconds
 
-    def process(self, records: Sequence[dict[str, Any]]) -> StreamOutcome:
+    def process(self, records: Sequence[Mapping[str, Any]]) -> StreamOutcome:
         outcome = StreamOutcome()
         parsed = [r for r in (self._parse(raw, outcome) for raw in records) if r is not None]
         self._derive_events(parsed)
@@ -104,8 +107,8 @@ class StreamProcessor:
         for record in parsed:
             if record.event is not None and record.event.event_id in failed_events:
                 record.error = record.error or "event not accepted by the bus"
-            if record.error is None and leaves_open(record.old, record.new):
-                self._heal(record, outcome)
+            if record.error is None and record.new is not None and leaves_open(record.old, record.new):
+                self._heal(record, record.new, outcome)
         for record in parsed:
             if record.error is not None:
                 outcome.failed.append(record.sequence)
@@ -119,11 +122,11 @@ class StreamProcessor:
         self._metrics.count("StreamRecordsFailed", len(outcome.failed))
         return outcome
 
-    def _parse(self, raw: dict[str, Any], outcome: StreamOutcome) -> _Record | None:
+    def _parse(self, raw: Mapping[str, Any], outcome: StreamOutcome) -> _Record | None:
         dynamodb = raw.get("dynamodb") if isinstance(raw, dict) else None
         sequence = dynamodb.get("SequenceNumber") if isinstance(dynamodb, dict) else None
         try:
-            if not isinstance(sequence, str):
+            if not isinstance(dynamodb, dict) or not isinstance(sequence, str):
                 raise ValueError("no sequence number")
             return _Record(
                 sequence=sequence,
@@ -140,10 +143,9 @@ class StreamProcessor:
     def _derive_events(self, records: list[_Record]) -> None:
         owners: dict[str, str | None] = {}
         for record in records:
-            needs_owner = record.new is not None and record.new.kind == APPLICATION
             owner = None
-            if needs_owner:
-                job_id = record.new.job_id  # type: ignore[union-attr]
+            if record.new is not None and record.new.kind == APPLICATION:
+                job_id = record.new.job_id
                 try:
                     if job_id not in owners:
                         owners[job_id] = self._owners.owner_of(job_id)
@@ -166,8 +168,8 @@ class StreamProcessor:
             logger.warning("the bus refused %d events", len(failed))
         return failed
 
-    def _heal(self, record: _Record, outcome: StreamOutcome) -> None:
-        job_id = record.new.job_id  # type: ignore[union-attr]
+    def _heal(self, record: _Record, job: EntityState, outcome: StreamOutcome) -> None:
+        job_id = job.job_id
         try:
             report = self._sweeps.publish(job_id, [], sweep_after=self._sweep_delay)
         except Exception as exc:
@@ -177,12 +179,12 @@ class StreamProcessor:
             record.error = "sweep not queued"
             return
         outcome.sweeps_queued += 1
-        logger.info("job left OPEN: sweep queued", extra={"jobId": job_id, "status": record.new.status})  # type: ignore[union-attr]
+        logger.info("job left OPEN: sweep queued", extra={"jobId": job_id, "status": job.status})
 
 
 def handle_stream_batch(
-    event: dict[str, Any], processor: StreamProcessor, *, partial_responses: bool
-) -> dict[str, Any]:
+    event: Mapping[str, Any], processor: StreamProcessor, *, partial_responses: bool
+) -> PartialItemFailureResponse:
     """One Lambda invocation of the stream subscription."""
     records = event.get("Records") or []
     outcome = processor.process(records)
