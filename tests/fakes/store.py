@@ -82,6 +82,11 @@ class InMemoryStore:
         self._scripts: dict[str, list[_Script]] = defaultdict(list)
         self.calls: Counter[str] = Counter()
 
+    def idempotency_expiries(self) -> list[int]:
+        """When each idempotency key expires (epoch seconds), as the table's TTL attribute says."""
+        with self._lock:
+            return [record.expires_at for record in self._keys.values()]
+
     # ------------------------------------------------------------- scripting
 
     def script(self, method: str, error: Exception, *, times: int = 1, after: bool = False) -> None:
@@ -157,7 +162,7 @@ class InMemoryStore:
                 ids = [j for j in ids if j < after]
             read = ids[:count]
             found = [(j, self._jobs[j]) for j in read if self._jobs[j].starts_at > now]
-            return found, _last_evaluated(read, count, len(ids))
+            return found, _last_evaluated(read, count)
 
         def run() -> Page[Job]:
             page = merge_newest_first(_open_positions(cursor), it.OPEN_JOB_SHARDS, limit, fetch)
@@ -505,10 +510,10 @@ def _invalid_cursor() -> InvalidInput:
     return InvalidInput("nextToken is not valid for this request.", code="INVALID_NEXT_TOKEN")
 
 
-def _last_evaluated(read: list[str], limit: int, available: int) -> str | None:
-    """What a Query with ``Limit`` answers as its last evaluated key: the last item read when it
-    stopped at the limit with more behind it."""
-    return read[-1] if read and len(read) == limit and available > limit else None
+def _last_evaluated(read: list[str], limit: int) -> str | None:
+    """What a Query with ``Limit`` answers as its last evaluated key: the last item read whenever
+    it stopped at the limit, more behind it or not (DynamoDB and MiniStack; moto only when more)."""
+    return read[-1] if read and len(read) == limit else None
 
 
 def _owner_key(job: Job) -> dict[str, str]:
@@ -552,8 +557,8 @@ def _page(
         start = cursor[sort_name]
         keyed = [(k, v) for k, v in keyed if (k[sort_name] < start if newest_first else k[sort_name] > start)]
     chosen = keyed[:limit]
-    last = _last_evaluated([k[sort_name] for k, _ in chosen], limit, len(keyed))
-    return Page(items=[v for _, v in chosen], cursor=dict(chosen[-1][0]) if last else None)
+    last = _last_evaluated([k[sort_name] for k, _ in chosen], limit)
+    return Page(items=[v for _, v in chosen], cursor=dict(chosen[-1][0]) if last is not None else None)
 
 
 def _open_positions(cursor: dict | None) -> dict[int, str]:

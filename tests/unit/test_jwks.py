@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import urllib.error
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.auth import InvalidToken, JwksSource, JwksUnavailable, TokenVerifier
 from tests.conftest import AUDIENCE, ISSUER
+from tests.fakes.metrics import CountingMetrics
 
 URL = "https://issuer.test/pool/.well-known/jwks.json"
 ROTATED_KID = "test-key-2"
@@ -43,14 +43,6 @@ class Issuer:
         assert url == URL
         self.fetches += 1
         return self.failure() if self.failure else self.body
-
-
-class CountingMetrics:
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    def count(self, name: str, value: int = 1) -> None:
-        self.counts[name] += value
 
 
 def _raise(exc: Exception) -> Callable[[], bytes]:
