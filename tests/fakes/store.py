@@ -577,3 +577,22 @@ def _open_positions(cursor: dict | None) -> dict[int, str]:
             raise _invalid_cursor()
         positions[shard] = position
     return positions
+
+
+# ------------------------------------------------------- around the real store
+
+
+class RecordingStore:
+    """The real store, counting every decline's outcome per application."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def decline_application(self, job_id: str, application_id: str, now: str, reason: Any = None) -> Any:
+        outcome = self._store.decline_application(job_id, application_id, now, reason)
+        self.outcomes[application_id][outcome.value] += 1
+        return outcome
