@@ -20,6 +20,7 @@ from chalicelib.domain import (
     Application,
     ApplicationStatus,
     Caller,
+    ConcurrentUpdate,
     DeclineOutcome,
     DomainError,
     JobStatus,
@@ -519,6 +520,46 @@ def test_an_unknown_outcome_with_the_queue_down_says_the_sweep_was_not_queued(wo
     assert error.details == {"sweepQueued": False}
     assert world.metrics.counts == {"PostCommitFailures": 1, "SweepsNotQueued": 1}
     assert world.job_status(job_id) is JobStatus.OPEN
+
+
+@pytest.mark.parametrize("use_case", ["book", "cancel"])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (Unavailable("The database is busy; retry the request."), "SERVICE_UNAVAILABLE"),
+        (ConcurrentUpdate("The job changed during booking; retry."), "CONCURRENT_UPDATE"),
+    ],
+)
+def test_a_commit_the_store_refuses_answers_its_error_and_queues_nothing(
+    world: World, use_case: str, error: DomainError, code: str
+) -> None:
+    job_id = world.post()
+    apps = world.applicants(job_id, 2)
+    method = "close_job_and_accept" if use_case == "book" else "cancel_job"
+    world.store.script(method, error)
+    run = (
+        (lambda: world.service.book(ALICE, job_id, apps[0]))
+        if use_case == "book"
+        else (lambda: world.service.cancel(ALICE, job_id, None))
+    )
+
+    refused(code, run)
+
+    assert world.publisher.calls == [] and world.metrics.counts == {}
+    assert world.job_status(job_id) is JobStatus.OPEN
+    assert not run().replayed  # nothing had committed
+
+
+def test_an_unknown_outcome_that_had_not_committed_commits_on_the_replay(world: World) -> None:
+    job_id = world.post()
+    apps = world.applicants(job_id, 2)
+    world.store.script("close_job_and_accept", OutcomeUnknown("lost"))
+    refused("OUTCOME_UNKNOWN", world.service.book, ALICE, job_id, apps[0])
+    assert world.job_status(job_id) is JobStatus.OPEN
+    assert world.publisher.sweeps == [job_id]  # a sweep of a job still OPEN does nothing
+    assert world.service.sweep(job_id) == 0
+    replay = world.service.book(ALICE, job_id, apps[0])
+    assert not replay.replayed and replay.declines_queued == 1
 
 
 def test_a_refused_commit_queues_nothing(world: World) -> None:
