@@ -1,4 +1,4 @@
-"""SQS clients that answer from memory: what a test scripts, nothing sent anywhere."""
+"""SQS clients for tests: scripted ones that answer from memory, and wrappers of a real one that fail as told."""
 
 from __future__ import annotations
 
