@@ -128,8 +128,15 @@ def ministack_endpoint() -> Iterator[str]:
 # attribute as DynamoDB does: `no_key_filters` checks that for both.
 @pytest.fixture(params=["moto", "ministack"])
 def aws(request: pytest.FixtureRequest, app_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with emulated_aws(request.param, request, monkeypatch) as emulated:
+        yield emulated
+
+
+@contextlib.contextmanager
+def emulated_aws(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """The project's resources on moto or MiniStack (``backend``), for one test; needs ``app_env``."""
     stage = "test"
-    if request.param == "ministack":
+    if backend == "ministack":
         endpoint = request.getfixturevalue("ministack_endpoint")
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)  # mock_aws lets these calls through
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
@@ -151,12 +158,12 @@ def aws(request: pytest.FixtureRequest, app_env: None, monkeypatch: pytest.Monke
             sqs=sqs,
             outputs=outputs,
             queries=queries,
-            streams=streams_client(request.param),
+            streams=streams_client(backend),
             events=events,
             sesv2=sesv2,
-            backend=request.param,
+            backend=backend,
         )
-        if request.param == "ministack":
+        if backend == "ministack":
             dynamodb.delete_table(TableName=outputs["TableName"])
             for name, url in outputs.items():
                 if name.endswith("QueueUrl"):

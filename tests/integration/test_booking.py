@@ -6,12 +6,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication, SqsDeclinePublisher
 from chalicelib.domain import format_time, utc_now
 from tests.conftest import user_id
+from tests.fakes.sqs import FlakySqs
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
 
 
@@ -76,28 +76,6 @@ def test_every_page_of_applications_is_declined(
     assert counter.calls["Query"] >= 6  # 24 items in the job's partition, 4 per page
     run_worker(client, aws)
     assert _statuses(api, "alice", job_id) == Counter({"DECLINED": 22, "ACCEPTED": 1})
-
-
-class FlakySqs:
-    """Wraps a real SQS client; marks entries Failed or raises, as scripted per call."""
-
-    def __init__(self, real: Any, script: list[str]) -> None:
-        self._real = real
-        self.script = script  # per call: "ok", "fail-30%" or "raise"
-        self.calls = 0
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:
-        mode = self.script[self.calls] if self.calls < len(self.script) else "ok"
-        self.calls += 1
-        if mode == "raise":
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "SendMessageBatch")
-        if mode == "fail-30%":
-            failing = Entries[: max(1, len(Entries) * 3 // 10)]
-            rest = Entries[len(failing) :]
-            sent = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=rest) if rest else {}
-            failed = [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in failing]
-            return {"Successful": sent.get("Successful", []), "Failed": failed}
-        return self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
 
 def _use_flaky_sqs(aws: Aws, script: list[str], attempts: int = 5) -> FlakySqs:

@@ -11,7 +11,6 @@ moto's CloudFormation creates no Cognito resources, so the pool's outputs are st
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,8 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fakes.chalice_cli import FakeChalice, chalice_deployed, worker_subscription
 from tools import cfn_stack, deploy, deploy_chalice, deploy_settings, preflight
 from tools.deploy_settings import DeployError
 from tools.resources import load_template
@@ -174,94 +173,11 @@ def test_the_local_stage_is_not_deployable() -> None:
 # ------------------------------------------------- partial batch responses
 
 
-def _worker_subscription(
-    session: boto3.session.Session, stage: str = "dev", env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
-    iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = deploy_settings.function_name("babysitting-booking", stage, "decline_worker")
-    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("app.py", "def decline_worker(event, context):\n    return {}\n")
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.decline_worker",
-        Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": env or {}},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
-    return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
-
-
-def _stream_subscription(session: boto3.session.Session, stage: str, env: dict[str, str]) -> dict[str, Any]:
-    """What `chalice deploy` creates for the stream function: its function and the table's subscription."""
-    lam = session.client("lambda")
-    name = deploy_settings.function_name("babysitting-booking", stage, "table_stream")
-    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("app.py", "def table_stream(event, context):\n    return {}\n")
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.table_stream",
-        Code={"ZipFile": code.getvalue()},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(
-        EventSourceArn=env["TABLE_STREAM_ARN"], FunctionName=name, BatchSize=100, StartingPosition="TRIM_HORIZON"
-    )
-    return {"function_arn": function_arn, "stream_arn": env["TABLE_STREAM_ARN"], **mapping}
-
-
-def _deployed(
-    sub: dict[str, Any],
-    url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
-    stream: dict[str, Any] | None = None,
-) -> dict:
-    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the workers and the API)."""
-    streams = (
-        [
-            {
-                "name": "table_stream-dynamodb-event-source",
-                "resource_type": "dynamodb_event",
-                "stream_arn": stream["stream_arn"],
-                "event_uuid": stream["UUID"],
-                "lambda_arn": stream["function_arn"],
-            }
-        ]
-        if stream
-        else []
-    )
-    return {
-        "resources": [
-            *streams,
-            {"name": "decline_worker", "resource_type": "lambda_function", "lambda_arn": sub["function_arn"]},
-            {
-                "name": "decline_worker-sqs-event-source",
-                "resource_type": "sqs_event",
-                "queue_arn": sub["queue_arn"],
-                "event_uuid": sub["UUID"],
-                "queue": sub["queue"],
-                "lambda_arn": sub["function_arn"],
-            },
-            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123", "rest_api_url": url},
-        ],
-        "schema_version": "2.0",
-        "backend": "api",
-    }
-
-
 def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.Session) -> None:
-    sub = _worker_subscription(moto)
+    sub = worker_subscription(moto)
     lam = moto.client("lambda")
     assert not lam.get_event_source_mapping(UUID=sub["UUID"]).get("FunctionResponseTypes")
-    uuid = deploy_chalice.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
+    uuid = deploy_chalice.worker_event_source_uuid(chalice_deployed(sub), "booking-declines-dev")
     assert uuid == sub["UUID"]
 
     mapping = deploy_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
@@ -288,7 +204,7 @@ class _IgnoresUpdates:
 
 
 def test_a_setting_that_does_not_read_back_fails_the_deploy(moto: boto3.session.Session) -> None:
-    sub = _worker_subscription(moto)
+    sub = worker_subscription(moto)
     with pytest.raises(DeployError, match="failed declines would be deleted"):
         deploy_chalice.enable_partial_batch_responses(
             _IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet
@@ -305,7 +221,7 @@ def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> Non
 def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
     sub = {"function_arn": "arn:aws:lambda:r:1:function:babysitting-booking-dev-decline_worker", "UUID": "u"}
     sub |= {"queue_arn": "arn:aws:sqs:r:1:booking-declines-dev", "queue": "booking-declines-dev"}
-    deployed = _deployed(sub)
+    deployed = chalice_deployed(sub)
     with pytest.raises(DeployError, match="found 0"):
         deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-prod")
     deployed["resources"].append(dict(deployed["resources"][1], name="copy"))
@@ -315,33 +231,6 @@ def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
 
 
 # ---------------------------------------------------------- deploy, destroy
-
-
-class FakeChalice:
-    """Stands in for the chalice CLI: records commands; `deploy` does what Chalice would."""
-
-    def __init__(self, session: boto3.session.Session, project: Path, exit_code: int = 0) -> None:
-        self.session, self.project, self.exit_code = session, project, exit_code
-        self.commands: list[list[str]] = []
-        self.stage_env: dict[str, str] = {}
-
-    def __call__(self, command: Sequence[str], extra_env: dict[str, str]) -> int:
-        self.commands.append(list(command))
-        if self.exit_code:
-            return self.exit_code
-        if "deploy" in command:
-            stage = command[command.index("--stage") + 1]
-            # The function's environment: config.json's, plus what the wrapper adds.
-            self.stage_env = json.loads(extra_env.get(deploy_chalice.STAGE_ENV_VARIABLE, "{}"))
-            env = {**deploy_settings.stage_environment(stage, project_dir=self.project), **self.stage_env}
-            sub = _worker_subscription(self.session, stage, env)
-            stream = _stream_subscription(self.session, stage, env)
-            deployed = self.project / ".chalice" / "deployed"
-            deployed.mkdir(exist_ok=True)
-            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub, stream=stream)))
-        if "delete" in command:
-            (self.project / ".chalice" / "deployed" / "dev.json").unlink()
-        return 0
 
 
 WORKER = "babysitting-booking-dev-decline_worker"

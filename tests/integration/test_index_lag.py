@@ -12,16 +12,9 @@ from chalicelib import bootstrap
 from chalicelib.domain import Application, ApplicationStatus, JobNotOpen, format_time, new_id, utc_now
 from chalicelib.store import DynamoStore
 from tests.conftest import user_id
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Api, Aws, run_worker
 from tools.lagging_index import LaggingIndex
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from chalicelib import bootstrap
 from chalicelib.domain import InvalidInput
 from chalicelib.page_token_keys import MAX_AGE_SECONDS, PageTokenKeySource, parameter_name
 from chalicelib.pagination import PageTokens
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Api, Aws
 from tools.deploy_secret import rotate_page_token_key
 from tools.deploy_settings import DeployError
@@ -46,14 +47,6 @@ def test_listings_answer_503_page_tokens_unavailable_without_a_key(
     assert "/booking/dev/page-token-secret" in caplog.text
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 FIRST_KEY = "first-key-" + "0" * 40
 
 
@@ -65,7 +58,7 @@ def test_a_rotation_in_two_steps_reaches_warm_containers_and_never_breaks_paging
     ssm.put_parameter(Name=parameter_name("test"), Value=FIRST_KEY, Type="SecureString")
     monkeypatch.delenv("PAGE_TOKEN_SECRET")
     monkeypatch.setenv("PAGE_TOKEN_SECRET_PARAMETER", parameter_name("test"))
-    clock = Clock()
+    clock = FakeClock()
     bootstrap.override(page_tokens=PageTokens(PageTokenKeySource(clock=clock)))
     for _ in range(12):
         api.create_job("alice")

@@ -19,18 +19,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import jwt
 import pytest
-from botocore.exceptions import EndpointConnectionError
 
 from chalicelib import bootstrap
 from chalicelib.declines import DeclineApplication
 from chalicelib.domain import format_time, utc_now
+from tests.fakes.sqs import RandomlyFlakySqs
+from tests.fakes.store import RecordingStore
 from tests.reliability.conftest import (
     FIGURES,
     PROJECT_ROOT,
@@ -112,41 +113,6 @@ def _peek_all(stack: Stack, queue_url: str) -> list[str]:
     return [m["Body"] for m in seen.values()]
 
 
-class FlakySqs:
-    """An SQS client whose SendMessageBatch fails as told: entries reported Failed, or whole calls raising."""
-
-    def __init__(self, real: Any, rng: random.Random, entry_failure: float = 0.0, call_failure: float = 0.0) -> None:
-        self._real = real
-        self._rng = rng
-        self.entry_failure = entry_failure
-        self.call_failure = call_failure
-        self.injected: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        with self._lock:
-            raise_call = self._rng.random() < self.call_failure
-            failing = [e for e in Entries if self._rng.random() < self.entry_failure]
-        if raise_call:
-            self.injected["SendMessageBatch calls raised"] += 1
-            raise EndpointConnectionError(endpoint_url=QueueUrl)
-        failed_ids = {e["Id"] for e in failing}
-        sent = [e for e in Entries if e["Id"] not in failed_ids]
-        resp: dict[str, Any] = {"Successful": [], "Failed": []}
-        if sent:
-            resp = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=sent)
-            resp.setdefault("Failed", [])
-        self.injected["SendMessageBatch entries failed"] += len(failing)
-        resp["Failed"] = [
-            *resp["Failed"],
-            *({"Id": i, "SenderFault": False, "Code": "InternalError", "Message": "injected"} for i in failed_ids),
-        ]
-        return resp
-
-
 def _book(app: InProcess, token: str, job_id: str, application_id: str) -> tuple[int, Any]:
     return app.call("POST", f"/jobs/{job_id}/book", token, {"applicationId": application_id})
 
@@ -193,7 +159,7 @@ def test_declines_survive_send_message_batch_failures(
 ) -> None:
     jobs = _jobs(stack, scaled(6, 20), scaled(14, 24))
     app = in_process()
-    flaky = FlakySqs(bootstrap.sqs_client(), random.Random(len(fault)))
+    flaky = RandomlyFlakySqs(bootstrap.sqs_client(), random.Random(len(fault)))
     if fault.startswith("30% of entries"):
         flaky.entry_failure = 0.3
     elif fault.startswith("30% of calls"):
@@ -297,22 +263,6 @@ def _throttled(message: str = "injected") -> tuple[Any, dict[str, Any]]:
         "ResponseMetadata": {"HTTPStatusCode": 400},
     }
     return SimpleNamespace(status_code=400, headers={}), body
-
-
-class RecordingStore:
-    """The real store, counting every decline's outcome per application."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def decline_application(self, job_id: str, application_id: str, now: str, reason: Any = None) -> Any:
-        outcome = self._store.decline_application(job_id, application_id, now, reason)
-        self.outcomes[application_id][outcome.value] += 1
-        return outcome
 
 
 def _book_into(app: InProcess, jobs: list[tuple[str, str, list[str]]]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import urllib.error
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,20 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.auth import InvalidToken, JwksSource, JwksUnavailable, TokenVerifier
 from tests.conftest import AUDIENCE, ISSUER
+from tests.fakes.clock import FakeClock
+from tests.fakes.metrics import CountingMetrics
 
 URL = "https://issuer.test/pool/.well-known/jwks.json"
 ROTATED_KID = "test-key-2"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Issuer:
@@ -43,14 +33,6 @@ class Issuer:
         assert url == URL
         self.fetches += 1
         return self.failure() if self.failure else self.body
-
-
-class CountingMetrics:
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    def count(self, name: str, value: int = 1) -> None:
-        self.counts[name] += value
 
 
 def _raise(exc: Exception) -> Callable[[], bytes]:
@@ -81,8 +63,8 @@ FAILURES: dict[str, Callable[[], Callable[[], bytes]]] = {
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -96,7 +78,7 @@ def metrics() -> CountingMetrics:
 
 
 @pytest.fixture
-def verifier(issuer: Issuer, clock: Clock, metrics: CountingMetrics) -> TokenVerifier:
+def verifier(issuer: Issuer, clock: FakeClock, metrics: CountingMetrics) -> TokenVerifier:
     keys = JwksSource(url=URL, fetch=issuer.fetch, clock=clock, metrics=metrics)
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
 
@@ -131,7 +113,7 @@ def _admits(verifier: TokenVerifier, token: str) -> bool:
 
 
 def test_keys_are_fetched_once_and_reloaded_after_an_hour(
-    verifier: TokenVerifier, issuer: Issuer, clock: Clock, make_token
+    verifier: TokenVerifier, issuer: Issuer, clock: FakeClock, make_token
 ) -> None:
     for _ in range(5):
         assert _admits(verifier, make_token("alice"))
@@ -143,7 +125,7 @@ def test_keys_are_fetched_once_and_reloaded_after_an_hour(
 
 
 def test_an_unknown_kid_refetches_at_most_once_a_minute(
-    verifier: TokenVerifier, issuer: Issuer, clock: Clock, jwks: dict[str, Any], make_token, other_key
+    verifier: TokenVerifier, issuer: Issuer, clock: FakeClock, jwks: dict[str, Any], make_token, other_key
 ) -> None:
     assert _admits(verifier, make_token("alice"))
     assert issuer.fetches == 1
@@ -178,7 +160,7 @@ def test_an_unknown_kid_refetches_at_most_once_a_minute(
 
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_failing_refresh_keeps_the_last_good_keys_and_backs_off(
-    failure: str, verifier: TokenVerifier, issuer: Issuer, clock: Clock, metrics: CountingMetrics, make_token
+    failure: str, verifier: TokenVerifier, issuer: Issuer, clock: FakeClock, metrics: CountingMetrics, make_token
 ) -> None:
     token = make_token("alice")
     assert _admits(verifier, token)
@@ -208,7 +190,7 @@ def test_a_failing_refresh_keeps_the_last_good_keys_and_backs_off(
 def test_with_no_key_ever_loaded_every_token_is_refused_with_a_log_line_and_a_metric(
     verifier: TokenVerifier,
     issuer: Issuer,
-    clock: Clock,
+    clock: FakeClock,
     metrics: CountingMetrics,
     make_token,
     auth_log: Records,
@@ -244,6 +226,6 @@ def test_a_jwks_unavailable_refusal_is_an_invalid_token() -> None:
 
 
 def test_inline_keys_that_do_not_load_refuse_tokens_instead_of_raising(make_token) -> None:
-    verifier = TokenVerifier(JwksSource(inline="not json", clock=Clock()), issuer=ISSUER, audience=AUDIENCE)
+    verifier = TokenVerifier(JwksSource(inline="not json", clock=FakeClock()), issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(JwksUnavailable):
         verifier.verify("Bearer " + make_token("alice"))

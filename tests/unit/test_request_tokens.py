@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalicelib.dynamo import request_token
 from chalicelib.store import DynamoStore
-
-
-class Recording:
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-
-    def transact_write_items(self, **params: Any) -> dict[str, Any]:
-        self.tokens.append(params["ClientRequestToken"])
-        return {}
+from tests.fakes.dynamodb import RecordingDynamoDb
 
 
 def _cancel(owner: str, reason: str | None, now: str = "2030-01-01T00:00:00.000Z") -> str:
-    client = Recording()
+    client = RecordingDynamoDb()
     DynamoStore(client, "t").cancel_job(owner, "01HZZZZZZZZZZZZZZZZZZZZZZZ", reason, now)
     return client.tokens[0]
 

@@ -1,0 +1,1 @@
+"""Test doubles shared by every test folder: one module per kind of thing they stand in for."""

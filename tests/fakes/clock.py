@@ -1,0 +1,14 @@
+"""Clocks that move only when a test moves them."""
+
+from __future__ import annotations
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
