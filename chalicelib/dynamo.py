@@ -31,7 +31,8 @@ _UNAVAILABLE_CODES = THROTTLE_CODES | {"InternalServerError", "ServiceUnavailabl
 # A transaction that may still commit, or may have: only the same token may be sent again.
 _IN_FLIGHT_CODES = {"TransactionInProgressException", "IdempotentParameterMismatchException"}
 _CONFLICT_RETRIES = 3
-# No new transaction attempt starts later than this after the first (README "Timeouts and retries").
+# No new transaction attempt starts later than this after the first
+# (docs/api.md#timeouts-and-retries).
 TRANSACTION_DEADLINE_SECONDS = 1.5
 
 

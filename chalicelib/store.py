@@ -1,7 +1,7 @@
 """Single-table DynamoDB adapter: the only module that builds requests from items and keys.
 
-Key and item shapes live in ``items.py``, the raw calls in ``dynamo.py`` (see README
-"Data model"). Everything read by id or by job (a job, its applications) is read from
+Key and item shapes live in ``items.py``, the raw calls in ``dynamo.py`` (see
+docs/architecture.md#data-model). Everything read by id or by job (a job, its applications) is read from
 the base table, strongly consistent; indexes serve only the listings and the booking's
 first pass.
 """
