@@ -38,7 +38,8 @@ TABLE_STREAM_ARN = os.environ.get(
 
 
 # API Gateway caches each token's answer for ttl_seconds (per authorizer, not per token): an
-# admitted token is honoured until at most exp + leeway (5 s) + 60 s. README, Identity.
+# admitted token is honoured until at most exp + leeway (5 s) + 60 s:
+# docs/api.md#how-long-a-token-outlives-its-exp.
 @app.authorizer(ttl_seconds=60)
 def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
     # Here, not at the top: the API and worker functions import this module too, and

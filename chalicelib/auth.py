@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 _ALGORITHMS = ["RS256"]
 # Clock skew allowed on exp, nbf and iat. Kept small because API Gateway keeps serving an
-# admission for the authorizer's cache TTL on top of it (README, Identity: the exact bound).
+# admission for the authorizer's cache TTL on top of it (the exact bound:
+# docs/api.md#how-long-a-token-outlives-its-exp).
 LEEWAY_SECONDS = 5
 _JWKS_TTL_SECONDS = 3600
 # A kid we don't know may be a key rotation; refetching for each one would let any caller
@@ -192,7 +193,7 @@ class TokenVerifier:
         if claims.get("token_use") != "id":
             raise InvalidToken("not an ID token")
         # Identity is the sub: Cognito never reassigns it, while a deleted user's name can be
-        # signed up again by someone else (README "Identity").
+        # signed up again by someone else (docs/api.md#who-owns-what).
         user_id = claims.get("sub")
         if not isinstance(user_id, str) or not is_valid_user_id(user_id):
             raise InvalidToken("token has no usable sub")

@@ -74,7 +74,7 @@ def client_config(read_timeout_seconds: float | None = None) -> Config:
     advice for transactions) within 3.6 s; a transaction is re-sent with its token until
     1.5 s after its first attempt, so it ends within 5.1 s. A booking's index read runs
     beside its transaction, then one round of sends: within 8.1 s plus the publisher's
-    0.5 s (README "Timeouts and retries"). Pools sized for the publisher's concurrent batches.
+    0.5 s (docs/api.md#timeouts-and-retries). Pools sized for the publisher's concurrent batches.
     """
     settings = get_settings()
     return Config(

@@ -82,7 +82,7 @@ class Settings:
     # How long after a booking its sweep runs: past the index's usual lag (SQS allows 0-900).
     sweep_delay_seconds: int
     declines_dlq_url: str | None
-    # botocore, for every client: see README "Timeouts and retries".
+    # botocore, for every client: see docs/api.md#timeouts-and-retries.
     client_connect_timeout_seconds: float
     client_read_timeout_seconds: float
     client_max_attempts: int

@@ -1,7 +1,7 @@
 """Decline messages: their schema, the SQS publisher that sends them in batches, the DLQ.
 
 Every message is a JSON object with an integer version ``v`` and a ``kind``. A
-consumer refuses a version it does not know (see README "Declines").
+consumer refuses a version it does not know (see docs/architecture.md#message-versions).
 """
 
 from __future__ import annotations

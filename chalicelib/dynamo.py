@@ -32,7 +32,7 @@ _UNAVAILABLE_CODES = THROTTLE_CODES | {"InternalServerError", "ServiceUnavailabl
 _IN_FLIGHT_CODES = {"TransactionInProgressException", "IdempotentParameterMismatchException"}
 # A write another one got in the way of is tried again this many times.
 CONFLICT_RETRIES = 3
-# No new transaction attempt starts later than this after the first (README "Timeouts and retries").
+# No new transaction attempt starts later than this after the first (docs/api.md#timeouts-and-retries).
 TRANSACTION_DEADLINE_SECONDS = 1.5
 
 

@@ -1,6 +1,6 @@
 """The table's item shapes: every key, and the mapping between items and entities.
 
-Only the store and its parts use this module (see README "Data model"):
+Only the store and its parts use this module (see docs/architecture.md#data-model):
 
   job          PK=JOB#<jobId>  SK=JOB
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
@@ -47,7 +47,8 @@ CALENDAR_SORT = "CALENDAR"
 SLOT_PREFIX = "B#"
 
 OPEN_PARTITION_PREFIX = "JOBS#OPEN#"
-# Changing it moves jobs between shards: re-key the open jobs first (README "Data model").
+# Changing it moves jobs between shards: re-key the open jobs first
+# (docs/architecture.md#the-open-jobs-listing-sharded).
 OPEN_JOB_SHARDS = 8
 JOB_SORT = "JOB"
 LISTING_SORT = "LISTING"

@@ -10,7 +10,7 @@ accepted under any of the three. A container re-reads it every ``MAX_AGE_SECONDS
 keeps the keys it had if a re-read fails), so a rotation in two steps, each at least that
 long apart (``make rotate-page-token-key``), never breaks a client's paging: first the
 new key is accepted everywhere (``next``), then signed with (``current``, the old one
-kept as ``previous``). README "Page-token key".
+kept as ``previous``). See docs/operations.md#rotating-the-page-token-key.
 
 There is no fallback: a stage with neither, or whose parameter cannot be read, refuses
 the listings (503 ``PAGE_TOKENS_UNAVAILABLE``) with an ERROR log line naming the

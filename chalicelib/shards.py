@@ -45,7 +45,8 @@ def max_reads(shards: int) -> int:
     """Reads one page may make: the first round (in parallel), then as many refills in a row.
 
     Past it the page ends early, maybe short or empty, with a cursor that resumes every shard
-    where it stopped: a page's work is bounded whatever the index holds (README "Data model").
+    where it stopped: a page's work is bounded whatever the index holds
+    (docs/architecture.md#the-open-jobs-listing-sharded).
     """
     return 2 * shards
 

@@ -1,6 +1,6 @@
 """The single-table DynamoDB store: ``booking.Store`` and the mailer's and stream's reads.
 
-Composed of one part per concern (see README "Data model"):
+Composed of one part per concern (see docs/architecture.md#data-model):
 
   items.py          key and item shapes
   dynamo.py         ``Table``: the raw calls, their errors, transactions and their retries

@@ -66,7 +66,7 @@ _CALENDAR_RETRIES = 5
 # Past bookings dropped from a calendar per booking: bounds the write's expression.
 _PRUNE_PER_WRITE = 25
 # A booking reads (job, application, calendar) before its transaction. What follows the
-# reads takes at most 8.6 s (README "Timeouts and retries") of the API's 10 s: reads slower
+# reads takes at most 8.6 s (docs/api.md#timeouts-and-retries) of the API's 10 s: reads slower
 # than this leave no room, so the booking answers 503 before writing anything.
 BOOKING_READ_BUDGET_SECONDS = 1.4
 

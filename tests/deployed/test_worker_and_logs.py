@@ -70,7 +70,8 @@ def test_the_deployed_logs_carry_the_request_s_correlation_id(deployment: Deploy
     assert line["code"] == "JOB_NOT_FOUND"
     assert uuid.UUID(line["correlation_id"])
     # On AWS that is the x-amzn-RequestId answered to the client; MiniStack answers a
-    # different id than the one it puts in the Lambda event (README, emulator differences).
+    # different id than the one it puts in the Lambda event
+    # (docs/deploying.md#where-ministack-differs-from-aws-and-what-we-do-about-it).
     assert answer.headers.get("x-amzn-requestid")
     # The id belongs to this request alone.
     others = _log_lines(deployment, "/aws/lambda/babysitting-booking-dev", line["correlation_id"], deadline=0)

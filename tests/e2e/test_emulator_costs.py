@@ -6,7 +6,7 @@
   bench/booking_cost.py sizes reads itself. If this test fails, MiniStack bills reads by
   size now and that sizing can go.
 - ReceiveMessage grows with the queue's depth, so a local stack that falls behind drains
-  more slowly the further behind it is (bench/README.md, "when the stack falls behind").
+  more slowly the further behind it is (docs/performance.md#local-figures-in-yardsticks).
 """
 
 from __future__ import annotations

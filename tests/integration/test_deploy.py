@@ -2,8 +2,9 @@
 whole against a moto server.
 
 A full `chalice deploy` of this app cannot run on moto (its API Gateway import takes
-OpenAPI 3 only, Chalice sends Swagger 2) nor on MiniStack (README: emulator
-differences): the steps around it are tested here with moto's CloudFormation and Lambda,
+OpenAPI 3 only, Chalice sends Swagger 2) nor on MiniStack
+(docs/deploying.md#where-ministack-differs-from-aws-and-what-we-do-about-it): the steps around it
+are tested here with moto's CloudFormation and Lambda,
 and the whole command runs against a moto server for an app with the worker only.
 moto's CloudFormation creates no Cognito resources, so the pool's outputs are stubbed
 (`pool_outputs`); the packaged path's identity runs for real in tests/deployed.
