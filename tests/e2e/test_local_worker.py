@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tools.local_worker import QueuePoller, failed_message_ids
+from tools.local.worker import QueuePoller, failed_message_ids
 
 pytestmark = pytest.mark.e2e
 

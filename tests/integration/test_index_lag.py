@@ -13,7 +13,7 @@ from chalicelib.domain import Application, ApplicationStatus, JobNotOpen, format
 from chalicelib.store import DynamoStore
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker
-from tools.lagging_index import LaggingIndex
+from tools.local.lagging_index import LaggingIndex
 
 
 class FakeClock:

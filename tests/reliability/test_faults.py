@@ -42,7 +42,7 @@ from tests.reliability.conftest import (
     scaled,
     stage_env,
 )
-from tools.local_worker import QueuePoller
+from tools.local.worker import QueuePoller
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tools import preflight
-from tools.deploy_package import infrastructure_template
-from tools.deploy_settings import PROJECT_DIR, DeployError
+from tools.deploy import preflight
+from tools.deploy.settings import DeployError
+from tools.deploy.templates import infrastructure_template
+from tools.shared import ROOT
 
 DECLARED = infrastructure_template("dev")["Parameters"]
 GOOD_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "xyz", "e": "AQAB"}]}).encode()
@@ -21,7 +22,7 @@ GOOD_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "xyz", "e": "A
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / ".chalice").mkdir()
-    for path in (PROJECT_DIR / ".chalice").glob("*.json"):
+    for path in (ROOT / ".chalice").glob("*.json"):
         shutil.copy(path, tmp_path / ".chalice" / path.name)
     return tmp_path
 

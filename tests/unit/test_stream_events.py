@@ -14,7 +14,7 @@ from chalicelib.events import TRANSITIONS, DomainEvent, InvalidEvent, event_of
 from chalicelib.items import serialize, state_of
 from chalicelib.mail import TEMPLATES, MailContext, Person, Recipient, _template_name, render
 from chalicelib.stream import BatchFailed, StreamProcessor, handle_stream_batch
-from tools.local_stream import StreamPoller, failed_sequence
+from tools.local.stream import StreamPoller, failed_sequence
 
 JOB_ID = "01JZ0000000000000000000001"
 APP_ID = "01JZ0000000000000000000002"

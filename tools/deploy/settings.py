@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from chalice.config import Config
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from tools.shared import ROOT, Printer, ToolError, say, stage_environment
+
 APP_NAME = "babysitting-booking"
 WORKER_FUNCTION = "decline_worker"
 SCHEDULER_FUNCTION = "settle_due_jobs"  # expires and completes due jobs, every minute
@@ -29,15 +27,8 @@ PARTIAL_BATCH_FLAG = "DECLINES_PARTIAL_BATCH_RESPONSES"
 STREAM_PARTIAL_BATCH_FLAG = "STREAM_PARTIAL_BATCH_RESPONSES"
 NOT_DEPLOYABLE = {"local"}  # served by `make local`, never deployed
 
-Printer = Callable[[str], None]
-
-
-class DeployError(RuntimeError):
-    """A step failed; the message says which and what to do."""
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
+# One error class for every tool: a stage missing from config.json (tools.shared) fails a deploy as its own steps do.
+DeployError = ToolError
 
 
 def step(out: Printer, text: str) -> None:
@@ -54,33 +45,6 @@ def resources_stack_name(stage: str) -> str:
     return f"booking-resources-{stage}"
 
 
-def load_project_config(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    path = project_dir / ".chalice" / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"cannot read {path}: {exc}") from exc
-
-
-def chalice_config(stage: str, function: str = "api_handler", project_dir: Path = PROJECT_DIR) -> Config:
-    """The stage's settings for one function, looked up exactly as Chalice does."""
-    on_disk = load_project_config(project_dir)
-    if stage not in on_disk.get("stages", {}):
-        known = ", ".join(sorted(on_disk.get("stages", {})))
-        raise DeployError(f"stage {stage!r} is not in .chalice/config.json (stages: {known})")
-    return Config(
-        chalice_stage=stage,
-        function_name=function,
-        config_from_disk=on_disk,
-        default_params={"project_dir": str(project_dir), "autogen_policy": True},
-    )
-
-
-def stage_environment(stage: str, project_dir: Path = PROJECT_DIR, function: str = "api_handler") -> dict[str, str]:
-    """The environment variables a stage's function gets from config.json (top level merged with the stage's)."""
-    return dict(chalice_config(stage, function, project_dir=project_dir).environment_variables)
-
-
 def function_name(app_name: str, stage: str, function: str) -> str:
     """The Lambda function name ``chalice deploy`` gives each function."""
     if function == "api_handler":
@@ -88,7 +52,7 @@ def function_name(app_name: str, stage: str, function: str) -> str:
     return f"{app_name}-{stage}-{function}"
 
 
-def require_deployable(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+def require_deployable(stage: str, project_dir: Path = ROOT) -> dict[str, str]:
     if stage in NOT_DEPLOYABLE:
         raise DeployError(f"stage {stage!r} is for the local stack (`make local`), not for AWS")
     env = stage_environment(stage, project_dir)

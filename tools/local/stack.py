@@ -1,6 +1,6 @@
-"""The whole service on this machine, as one process tree: ``python -m tools.localstack``.
+"""The whole service on this machine, as one process tree: ``python -m tools.local``.
 
-Starts, in order: MiniStack (``tools.ministack``) for DynamoDB and its streams, SQS,
+Starts, in order: MiniStack (``tools.local.ministack``) for DynamoDB and its streams, SQS,
 EventBridge and SES, the resources of ``infra/resources.yaml`` on it, the dev signing
 key, ``chalice local`` for the HTTP API, the SQS handlers' pollers (threads, see
 ``local_worker``), the stream's poller (a thread, see ``local_stream``) and the scheduled
@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,15 +37,17 @@ from typing import IO, Any
 import boto3
 from botocore.config import Config
 
-from tools import ministack, resources
-from tools.devkeys import PROJECT_ROOT, ensure_keys, stage_environment
+from tools import resources
+from tools.local import ministack
+from tools.local.devkeys import ensure_keys
+from tools.local.processes import HOST, STOP_TIMEOUT_SECONDS, Child, free_port, port_in_use, spawn
+from tools.shared import ROOT, stage_environment
 
-log = logging.getLogger("tools.localstack")
+log = logging.getLogger("tools.local")
 
 STAGE = "local"
-HOST = "127.0.0.1"
 REGION = "us-east-1"
-LOCAL_DIR = PROJECT_ROOT / ".local"
+LOCAL_DIR = ROOT / ".local"
 # MiniStack's state (tables, queues and their messages), saved on a clean stop. `make clean-local` forgets it.
 DATA_DIR = LOCAL_DIR / "data" / "ministack"
 EMULATED = ("dynamodb", "sqs")
@@ -58,7 +57,6 @@ STREAM_CHECKPOINTS = LOCAL_DIR / "data" / "stream-checkpoints.json"
 # The running stack's MiniStack endpoint, for `make mail`.
 ENDPOINT_FILE = LOCAL_DIR / "endpoint"
 STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 5.0
 # Lambda runs at least two batches of an SQS source at once (its lowest maximum
 # concurrency); more would mostly compete for this machine's cores with the emulator.
 DEFAULT_POLLERS = 2
@@ -87,79 +85,6 @@ class StartupError(RuntimeError):
 
 class Stopped(Exception):
     """Shutdown was requested while starting."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the HTTP server binds: connections of a previous run in TIME_WAIT do not count.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-        return False
-
-
-# Looked up here, not in the forked child, where taking the loader's lock could deadlock.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel sends it SIGTERM if this process dies, even by SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    output: IO[bytes] | None = None  # where its output went, when not to the console
-
-    def tail(self, max_bytes: int = 4000) -> str:
-        if self.output is None:
-            return ""
-        self.output.seek(0)
-        return self.output.read()[-max_bytes:].decode("utf-8", "replace")
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """SIGTERM to its whole process group, SIGKILL if it lingers; reaps it."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        if self.output is not None:
-            self.output.close()
-
-
-def spawn(name: str, cmd: Sequence[str], env: dict[str, str], capture: bool) -> Child:
-    output = tempfile.TemporaryFile() if capture else None  # noqa: SIM115 - closed by Child.stop
-    process = subprocess.Popen(  # noqa: S603 - fixed commands
-        list(cmd),
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=subprocess.STDOUT if capture else None,
-        # Its own process group: the terminal's Ctrl-C reaches only us, and we stop
-        # the children in order, each with everything it started.
-        start_new_session=True,
-        preexec_fn=_die_with_parent if _PRCTL is not None else None,
-    )
-    return Child(name, process, output)
 
 
 @dataclass
@@ -391,7 +316,7 @@ class LocalStack:
         return url
 
     def _start_stream(self, app_module: Any, source: Any) -> None:
-        from tools.local_stream import StreamPoller
+        from tools.local.stream import StreamPoller
 
         sqs = _client("sqs", self.endpoints.sqs)
         failures_url = self.endpoints.outputs["StreamFailuresQueueUrl"]
@@ -401,7 +326,7 @@ class LocalStack:
             getattr(app_module, source.name),
             function_name=f"{app_module.app.app_name}-{STAGE}-{source.name}",
             batch_size=source.batch_size,
-            # As the packaged subscription (tools/deploy_package.py), with retries seconds apart.
+            # As the packaged subscription (tools/deploy/templates.py), with retries seconds apart.
             max_retries=3,
             retry_delay_seconds=self.options.retry_delay,
             on_failure=lambda note: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(note)),
@@ -415,10 +340,10 @@ class LocalStack:
     def _start_workers(self) -> None:
         from chalice.app import DynamoDBEventConfig, ScheduledEventConfig, SQSEventConfig
 
-        from tools import local_schedule
-        from tools.local_worker import QueuePoller, start_in_thread
+        from tools.local import schedule as local_schedule
+        from tools.local.worker import QueuePoller, start_in_thread
 
-        sys.path.insert(0, str(PROJECT_ROOT))
+        sys.path.insert(0, str(ROOT))
         import app as app_module  # after the environment is set: the app reads it at import
 
         chalice_app = app_module.app
@@ -469,7 +394,7 @@ class LocalStack:
 
 
 def poller_checkpoints(options: Options) -> str:
-    return "in memory" if options.in_memory else str(STREAM_CHECKPOINTS.relative_to(PROJECT_ROOT))
+    return "in memory" if options.in_memory else str(STREAM_CHECKPOINTS.relative_to(ROOT))
 
 
 def _saved_emulator_port() -> int:
@@ -480,7 +405,7 @@ def _saved_emulator_port() -> int:
     except (OSError, ValueError):
         port = 0
     if not port or port_in_use(port):
-        port = ministack.free_port()
+        port = free_port()
     saved.write_text(f"{port}\n")
     return port
 
@@ -520,7 +445,7 @@ def _write_ready_file(path: Path, content: dict[str, Any]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m tools.localstack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--port",
         type=int,
@@ -579,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.chdir(PROJECT_ROOT)  # chalice local reads .chalice/ and the JWKS path relative to it
+    os.chdir(ROOT)  # chalice local reads .chalice/ and the JWKS path relative to it
 
     stack = LocalStack(options)
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -16,7 +16,7 @@ It only changes what index queries return: base-table reads stay strongly
 consistent. Limits: an item that left the queried partition within the lag (a job
 just closed, in ``openJobs``) is not added back, and a page's ``Count`` is not fixed.
 
-Development only: tests attach it to the app's client; ``tools/chalice_local.py``
+Development only: tests attach it to the app's client; ``tools/local/chalice_local.py``
 installs it when ``LOCAL_INDEX_LAG_SECONDS`` is set (``LOCAL_INDEX_LAG_SECONDS=2
 make local``).
 """

@@ -1,4 +1,4 @@
-"""``chalice`` with extra stage environment variables: ``python -m tools.chalice_with_env deploy --stage dev``.
+"""``chalice`` with extra stage environment variables: ``python -m tools.deploy.chalice_with_env deploy --stage dev``.
 
 The ``chalice deploy`` path reads the user pool's issuer, audience and JWKS URL from
 the resources stack at deploy time; ``.chalice/config.json`` holds none of them. This

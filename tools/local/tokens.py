@@ -1,4 +1,4 @@
-"""Prints a bearer token the local stack accepts: ``python -m tools.token --user alice --role parent``.
+"""Prints a bearer token the local stack accepts: ``python -m tools.local.tokens --user alice --role parent``.
 
 The token is shaped like a Cognito ID token (RS256, ``sub``, ``cognito:username``,
 ``cognito:groups``, ``email``, ``token_use=id``) and signed with the local dev key, whose
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import jwt
 
 from chalicelib.domain import Role, is_valid_email, is_valid_username
-from tools.devkeys import LocalIssuer, ensure_keys
+from tools.local.devkeys import LocalIssuer, ensure_keys
 
 DEFAULT_TTL_SECONDS = 12 * 3600
 ROLES = {"parent": Role.PARENT, "nanny": Role.NANNY}
@@ -67,7 +67,7 @@ def make_token(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.token", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local.tokens", description=__doc__.splitlines()[0])
     parser.add_argument("--user", required=True, help="the cognito:username claim")
     parser.add_argument("--role", required=True, choices=sorted(ROLES), help="parent or nanny")
     parser.add_argument("--email", default=None, help="the email claim (default <user>@example.com)")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger("tools.local_worker")
+log = logging.getLogger("tools.local.worker")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from tools.deploy_settings import DeployError, Printer, say
+from tools.deploy.settings import DeployError
+from tools.shared import Printer, say
 
 _UPDATABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
 # CloudFormation takes at most this much template inline; larger ones go through S3.

@@ -43,7 +43,7 @@ def sent_emails(endpoint: str, sender: str | None = None) -> list[dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.local_mail", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local.mail", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", help="MiniStack's endpoint (default: the running local stack's)")
     args = parser.parse_args(argv)
     endpoint = args.endpoint

@@ -1,4 +1,4 @@
-"""Books a nanny out of 20 applicants against a running local stack: ``python -m tools.demo``.
+"""Books a nanny out of 20 applicants against a running local stack: ``python -m tools.local.demo``.
 
 A parent posts a job, 20 nannies apply, the parent books one; the demo then waits
 until the decline worker has declined every other application and prints each
@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from tools.token import make_token
+from tools.local.tokens import make_token
 
 NANNIES = 20
 DECLINE_TIMEOUT_SECONDS = 30.0

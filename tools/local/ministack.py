@@ -1,8 +1,8 @@
 """MiniStack, the open-source AWS emulator (DynamoDB, SQS, Lambda, API Gateway, Cognito,
 CloudFormation...) that the local stack, the tests and the emulated account run on.
 
-    python -m tools.ministack            # install if needed, start on 127.0.0.1:4566, wait for Ctrl-C
-    python -m tools.ministack --install  # only install
+    python -m tools.local.ministack            # install if needed, start on 127.0.0.1:4566, wait for Ctrl-C
+    python -m tools.local.ministack --install  # only install
 
 It lives in a virtualenv of its own, ``.local/ministack-venv``, installed on first use
 from ``requirements-emulator.txt`` (MiniStack pins its own botocore, which would clash
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = PROJECT_ROOT / "requirements-emulator.txt"
-VENV = PROJECT_ROOT / ".local" / "ministack-venv"
-HOST = "127.0.0.1"
+from tools.local.processes import DIE_WITH_PARENT, HOST, free_port
+from tools.shared import ROOT
+
+REQUIREMENTS = ROOT / "requirements-emulator.txt"
+VENV = ROOT / ".local" / "ministack-venv"
 DEFAULT_PORT = 4566
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -42,15 +41,6 @@ REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # A developer's own settings that must not reach the emulator or the functions it runs.
 DROPPED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmulatorError(RuntimeError):
@@ -75,7 +65,7 @@ def install(quiet: bool = True) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test sessions starting at once install it once
         if _stamp().exists():
             return python()
-        print(f"ministack: installing {REQUIREMENTS.name} into {VENV.relative_to(PROJECT_ROOT)}", file=sys.stderr)
+        print(f"ministack: installing {REQUIREMENTS.name} into {VENV.relative_to(ROOT)}", file=sys.stderr)
         if not python().exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)  # noqa: S603
         pip = [str(python()), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
@@ -86,12 +76,6 @@ def install(quiet: bool = True) -> Path:
             old.unlink()
         _stamp().touch()
     return python()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def healthy(endpoint: str, timeout: float = 2.0) -> bool:
@@ -183,7 +167,7 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,
+            preexec_fn=DIE_WITH_PARENT,
         )
     emulator = MiniStack(process, f"http://{HOST}:{port}", port, state_dir, log_path)
     deadline = time.monotonic() + ready_timeout
@@ -198,7 +182,7 @@ def start(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.ministack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local.ministack", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT") or DEFAULT_PORT))
     parser.add_argument("--state-dir", type=Path, help="where it keeps its state (default: a fresh temporary one)")
     parser.add_argument("--persist", action="store_true", help="save state on a clean stop and reload it at start")

@@ -1,4 +1,4 @@
-"""The local stack (``python -m tools.localstack``) as a child process: started, waited for, stopped.
+"""The local stack (``python -m tools.local``) as a child process: started, waited for, stopped.
 
 For whatever drives a whole stack from outside: the end-to-end and reliability tests
 and the benchmarks. The stack writes its endpoints to a ready file once everything
@@ -8,7 +8,6 @@ answers; this module waits for that file and hands the endpoints over.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -23,21 +22,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from tools.devkeys import PROJECT_ROOT
+from tools.local.processes import DIE_WITH_PARENT
+from tools.shared import ROOT
 
 REGION = "us-east-1"
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 15.0
-
-# Resolved here, not in the forked child (where loading could deadlock).
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _stop_with_parent() -> None:
-    """In the child before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class StackError(RuntimeError):
@@ -49,13 +39,13 @@ def spawn(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = No
     with open(log_path, "wb") as log:
         return subprocess.Popen(  # noqa: S603 - commands of this project
             list(cmd),
-            cwd=PROJECT_ROOT,
+            cwd=ROOT,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_stop_with_parent if _PRCTL is not None else None,
+            preexec_fn=DIE_WITH_PARENT,
         )
 
 
@@ -138,7 +128,7 @@ def start_stack(
     workdir.mkdir(parents=True, exist_ok=True)
     ready_file = workdir / "ready.json"
     ready_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tools.localstack", "--port", "0", "--in-memory", "--ready-file", str(ready_file)]
+    cmd = [sys.executable, "-m", "tools.local", "--port", "0", "--in-memory", "--ready-file", str(ready_file)]
     process = spawn([*cmd, *args], workdir / "stack.log", env)
     stack = StackProcess(process, workdir / "stack.log", companions=list(companions))
     deadline = time.monotonic() + ready_timeout

@@ -34,9 +34,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tools.local_worker import LambdaContext
+from tools.local.worker import LambdaContext
 
-log = logging.getLogger("tools.local_stream")
+log = logging.getLogger("tools.local.stream")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -1,6 +1,6 @@
 """The default deploy path: the packaged template as ONE CloudFormation stack, ``booking-<stage>``.
 
-``chalice package --merge-template`` (tools/deploy_package.py) → an artifacts bucket this
+``chalice package --merge-template`` (tools/deploy/templates.py) → an artifacts bucket this
 command owns → ``deployment.zip`` uploaded under its content hash, the template's
 ``CodeUri`` pointed at it (what ``aws cloudformation package`` does) → create or update the
 stack with CAPABILITY_IAM + CAPABILITY_AUTO_EXPAND → wait → its outputs. CloudFormation
@@ -17,22 +17,21 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tools import cfn_stack, preflight
-from tools.deploy_chalice import Runner, refuse_retained_table, run_command
-from tools.deploy_package import STREAM_PARTIAL_PARAMETER, package
-from tools.deploy_secret import ensure_page_token_key
-from tools.deploy_settings import (
+from tools.deploy import cfn_stack, preflight
+from tools.deploy.package import package
+from tools.deploy.secret import ensure_page_token_key
+from tools.deploy.settings import (
     APP_NAME,
-    PROJECT_DIR,
     DeployError,
-    Printer,
     describe_target,
     emulated_cognito_base,
     require_deployable,
-    say,
     stack_name,
     step,
 )
+from tools.deploy.templates import STREAM_PARTIAL_PARAMETER
+from tools.deploy.via_chalice import refuse_retained_table
+from tools.shared import ROOT, Printer, Runner, run_command, say
 
 CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
 # The outputs worth printing, in this order.
@@ -144,7 +143,7 @@ def deploy_packaged(
     parameters: dict[str, str] | None = None,
     build_dir: Path | None = None,
     run: Runner = run_command,
-    project_dir: Path = PROJECT_DIR,
+    project_dir: Path = ROOT,
     wait_delay: float = 5.0,
     out: Printer = say,
 ) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A smoke test of a deployed stage: ``make smoke STAGE=dev`` (``python -m tools.smoke --stage dev``).
+"""A smoke test of a deployed stage: ``make smoke STAGE=dev`` (``python -m tools.deploy.smoke --stage dev``).
 
 Finds the stage from its CloudFormation outputs (the packaged stack ``booking-<stage>``,
 or the chalice path's ``booking-resources-<stage>`` and ``.chalice/deployed/<stage>.json``),
@@ -32,16 +32,9 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tools import cfn_stack
-from tools.deploy_settings import (
-    PROJECT_DIR,
-    DeployError,
-    Printer,
-    aws_session,
-    resources_stack_name,
-    say,
-    stack_name,
-)
+from tools.deploy import cfn_stack
+from tools.deploy.settings import DeployError, aws_session, resources_stack_name, stack_name
+from tools.shared import ROOT, Printer, say
 
 DECLINES_TIMEOUT_SECONDS = 60.0
 NANNIES = 3
@@ -81,7 +74,7 @@ def _is_aws(url: str) -> bool:
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
-def find_target(stage: str, session: Any, project_dir: Path = PROJECT_DIR) -> Target:
+def find_target(stage: str, session: Any, project_dir: Path = ROOT) -> Target:
     """The stage's API and pool, from what its deploy left in CloudFormation."""
     cfn = session.client("cloudformation")
     outputs = cfn_stack.outputs(cfn_stack.describe(cfn, stack_name(stage)))
@@ -278,7 +271,7 @@ def smoke(
     *,
     session: Any = None,
     timeout: float = DECLINES_TIMEOUT_SECONDS,
-    project_dir: Path = PROJECT_DIR,
+    project_dir: Path = ROOT,
     out: Printer = say,
 ) -> list[Step]:
     """Runs the scenario against the deployed stage; raises SmokeFailure naming the step."""
@@ -303,7 +296,7 @@ def smoke(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy.smoke", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--timeout", type=float, default=DECLINES_TIMEOUT_SECONDS, help="for the declines (s)")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ Lambda makes with the function's role on its behalf (logs, X-Ray, SQS polling).
 ``compare`` reports both directions: needs the policy does not allow, and grants
 that no need uses (excess privilege).
 
-    python -m tools.iam_check --stage dev      # prints each function's grants
+    python -m tools.deploy.iam_check --stage dev      # prints each function's grants
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from tools.deploy.settings import FUNCTIONS
+from tools.shared import ROOT, chalice_config
 
 # Actions that IAM cannot scope to a resource.
 RESOURCELESS_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
@@ -265,9 +266,7 @@ def compare(policy: dict[str, Any], needs: Iterable[Need]) -> Report:
 # ------------------------------------------------------------------- the stages
 
 
-def function_policy(stage: str, function: str, project_dir: Path = PROJECT_DIR) -> tuple[Path, dict[str, Any]]:
-    from tools.deploy import chalice_config
-
+def function_policy(stage: str, function: str, project_dir: Path = ROOT) -> tuple[Path, dict[str, Any]]:
     cfg = chalice_config(stage, function, project_dir)
     if cfg.autogen_policy or not cfg.iam_policy_file:
         raise ValueError(f"{stage}/{function}: no iam_policy_file (autogen_policy={cfg.autogen_policy})")
@@ -276,14 +275,14 @@ def function_policy(stage: str, function: str, project_dir: Path = PROJECT_DIR) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.deploy import FUNCTIONS
-
-    parser = argparse.ArgumentParser(prog="python -m tools.iam_check", description="print each function's grants")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.deploy.iam_check", description="print each function's grants"
+    )
     parser.add_argument("--stage", required=True)
     args = parser.parse_args(argv)
     for function in FUNCTIONS:
         path, policy = function_policy(args.stage, function)
-        print(f"{function}: {path.relative_to(PROJECT_DIR)}")
+        print(f"{function}: {path.relative_to(ROOT)}")
         for st in statements(policy):
             for action in _as_list(st.get("Action")):
                 print(f"  {st.get('Effect')} {action} on {', '.join(_as_list(st.get('Resource')))}")

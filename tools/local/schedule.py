@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from tools.local_worker import LambdaContext
+from tools.local.worker import LambdaContext
 
-log = logging.getLogger("tools.local_schedule")
+log = logging.getLogger("tools.local.schedule")
 
 
 def scheduled_event(region: str, account: str, rule_arn: str) -> dict[str, Any]:

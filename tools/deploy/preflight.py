@@ -1,6 +1,6 @@
 """Pre-flight: what would make a deploy fail late, or succeed into a broken stage, refused first.
 
-Run by both deploy paths before anything is created (``python -m tools.preflight --stage
+Run by both deploy paths before anything is created (``python -m tools.deploy.preflight --stage
 dev`` runs it alone). Each refusal names the setting and says what to do:
 
 - a required value of the stage's configuration (``.chalice/config.json``) or of the
@@ -27,18 +27,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tools.deploy_settings import (
+from tools.deploy import cfn_stack
+from tools.deploy.settings import (
     FUNCTIONS,
     NOT_DEPLOYABLE,
-    PROJECT_DIR,
     DeployError,
-    Printer,
-    chalice_config,
+    aws_session,
+    emulated_cognito_base,
     function_name,
-    load_project_config,
-    say,
-    stage_environment,
+    stack_name,
 )
+from tools.deploy.templates import infrastructure_template
+from tools.shared import ROOT, Printer, chalice_config, load_project_config, say, stage_environment
 
 # Lambda refuses to reserve the account's last 10 concurrent executions.
 MIN_UNRESERVED = 10
@@ -71,7 +71,7 @@ def placeholder(value: object) -> str | None:
 # ------------------------------------------------------------ configuration
 
 
-def config_problems(stage: str, project_dir: Path = PROJECT_DIR) -> list[str]:
+def config_problems(stage: str, project_dir: Path = ROOT) -> list[str]:
     """What is wrong with the stage's part of .chalice/config.json (no AWS call)."""
     if stage in NOT_DEPLOYABLE:
         return [f"stage {stage!r} is for the local stack (`make local`), not for AWS"]
@@ -164,7 +164,7 @@ def jwks_problems(pool_id: str, region: str, base: str | None, fetch: Fetch = _h
 # ------------------------------------------------------------- concurrency
 
 
-def reserved_concurrency(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, int]:
+def reserved_concurrency(stage: str, project_dir: Path = ROOT) -> dict[str, int]:
     """Each function's ``reserved_concurrency`` in config.json (functions without one left out)."""
     wanted = {}
     for function in FUNCTIONS:
@@ -218,14 +218,12 @@ def run(
     declared: Mapping[str, Any] | None = None,
     jwks_base: str | None = None,
     fetch: Fetch = _http_get,
-    project_dir: Path = PROJECT_DIR,
+    project_dir: Path = ROOT,
     out: Printer = say,
 ) -> None:
     """All checks; raises one DeployError listing every problem found."""
     problems = config_problems(stage, project_dir)
     if declared is None:
-        from tools.deploy_package import infrastructure_template
-
         declared = infrastructure_template(stage)["Parameters"]
     effective = {**(previous or {}), **parameters}
     problems += parameter_problems(parameters, effective, declared)
@@ -248,16 +246,12 @@ def run(
 
 def previous_parameters(cfn: Any, stack: str) -> dict[str, str]:
     """The parameters a stack was last deployed with (a new run keeps those it does not give)."""
-    from tools import cfn_stack
-
     existing = cfn_stack.describe(cfn, stack) or {}
     return {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tools.deploy_settings import aws_session, emulated_cognito_base, stack_name
-
-    parser = argparse.ArgumentParser(prog="python -m tools.preflight", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy.preflight", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--offline", action="store_true", help="configuration only, no AWS call")

@@ -75,7 +75,7 @@ def answer_unknown_methods_with_405() -> None:
 def main() -> int:
     from chalice.cli import main as chalice_main
 
-    from tools import lagging_index
+    from tools.local import lagging_index
 
     disable_nagle()
     one_write_per_response()

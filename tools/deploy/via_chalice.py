@@ -4,7 +4,7 @@
    created or updated, checked against the stage's names in ``.chalice/config.json``;
 2. ``chalice deploy --stage <stage>``, with the ``AUTH_*`` settings, the table's stream
    ARN (``TABLE_STREAM_ARN``, which ``app.py`` subscribes to) and the sender address read
-   from that stack's outputs added to the stage's environment (``tools/chalice_with_env.py``);
+   from that stack's outputs added to the stage's environment (``tools/deploy/chalice_with_env.py``);
 3. ``FunctionResponseTypes=[ReportBatchItemFailures]`` on the worker's event source
    mapping, which Chalice cannot set itself, read back to verify it;
 4. only then ``DECLINES_PARTIAL_BATCH_RESPONSES=true`` in the worker's environment, read
@@ -17,41 +17,31 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
-from tools import cfn_stack, preflight
-from tools.deploy_secret import ensure_page_token_key
-from tools.deploy_settings import (
+from tools.deploy import cfn_stack, preflight
+from tools.deploy.chalice_cli import run_chalice
+from tools.deploy.secret import ensure_page_token_key
+from tools.deploy.settings import (
     APP_NAME,
     PARTIAL_BATCH_FLAG,
     PARTIAL_BATCH_RESPONSES,
-    PROJECT_DIR,
     WORKER_FUNCTION,
     DeployError,
-    Printer,
     describe_target,
     emulated_cognito_base,
     function_name,
-    load_project_config,
     require_deployable,
     resources_stack_name,
-    say,
     step,
 )
+from tools.deploy.templates import AUTH_SETTINGS, STREAM_EVENT_SETTINGS, infrastructure_template
+from tools.shared import ROOT, Printer, Runner, load_project_config, run_command, say
 
-# Runs a command (argv, extra environment) and returns its exit code.
-Runner = Callable[[Sequence[str], dict[str, str]], int]
-# tools/chalice_with_env.py adds this JSON object to the stage's environment variables.
-STAGE_ENV_VARIABLE = "CHALICE_EXTRA_STAGE_ENV"
 TAGS = {"app": APP_NAME}
 
 
@@ -88,8 +78,6 @@ def ensure_resources_stack(
     out: Printer = say,
 ) -> dict[str, str]:
     """Creates or updates ``booking-resources-<stage>``, waits, and returns its outputs."""
-    from tools.deploy_package import infrastructure_template
-
     name = resources_stack_name(stage)
     stack = cfn_stack.describe(cfn, name)
     if stack is None or stack["StackStatus"] == "ROLLBACK_COMPLETE":
@@ -118,55 +106,16 @@ def check_outputs_match_config(outputs: dict[str, str], env: dict[str, str]) -> 
 
 
 def auth_settings(outputs: dict[str, str]) -> dict[str, str]:
-    from tools.deploy_package import AUTH_SETTINGS
-
     missing = [o for o in AUTH_SETTINGS.values() if not outputs.get(o)]
     if missing:
         raise DeployError(f"the resources stack has no outputs {missing}")
     return {var: outputs[output] for var, output in AUTH_SETTINGS.items()}
 
 
-# --------------------------------------------------------- step 2: chalice CLI
-
-
-def chalice_command(*args: str, project_dir: Path = PROJECT_DIR) -> list[str]:
-    exe = Path(sys.executable).with_name("chalice")
-    program = str(exe) if exe.exists() else (shutil.which("chalice") or "chalice")
-    return [program, "--project-dir", str(project_dir), *args]
-
-
-def chalice_with_env_command(*args: str, project_dir: Path = PROJECT_DIR) -> list[str]:
-    """``chalice`` through tools/chalice_with_env.py, which adds $CHALICE_EXTRA_STAGE_ENV to the stage."""
-    return [sys.executable, "-m", "tools.chalice_with_env", "--project-dir", str(project_dir), *args]
-
-
-def run_command(command: Sequence[str], extra_env: dict[str, str]) -> int:
-    env = {**os.environ, **extra_env}
-    # cwd: `python -m tools.…` must find this project's tools package.
-    return subprocess.run(list(command), env=env, cwd=PROJECT_DIR, check=False).returncode  # noqa: S603
-
-
-def run_chalice(
-    run: Runner,
-    *args: str,
-    project_dir: Path = PROJECT_DIR,
-    extra_env: dict | None = None,
-    stage_env: dict[str, str] | None = None,
-) -> None:
-    if stage_env:
-        command = chalice_with_env_command(*args, project_dir=project_dir)
-        extra_env = {**(extra_env or {}), STAGE_ENV_VARIABLE: json.dumps(stage_env)}
-    else:
-        command = chalice_command(*args, project_dir=project_dir)
-    code = run(command, dict(extra_env or {}))
-    if code != 0:
-        raise DeployError(f"`chalice {' '.join(args)}` failed (exit {code}); its output is above")
-
-
 # ------------------------------------------------ step 3: partial batch responses
 
 
-def load_deployed(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+def load_deployed(stage: str, project_dir: Path = ROOT) -> dict[str, Any]:
     path = project_dir / ".chalice" / "deployed" / f"{stage}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -280,8 +229,6 @@ def configure_stream_subscription(
 ) -> dict[str, Any]:
     """Bisect, retries, record age and the on-failure queue on the stream mapping, read back
     (none to set when the app has no stream function)."""
-    from tools.deploy_package import STREAM_EVENT_SETTINGS
-
     matches = [
         r
         for r in deployed.get("resources", [])
@@ -319,7 +266,7 @@ def deploy_via_chalice(
     session: Any,
     parameters: dict[str, str] | None = None,
     run: Runner = run_command,
-    project_dir: Path = PROJECT_DIR,
+    project_dir: Path = ROOT,
     wait_delay: float = 5.0,
     out: Printer = say,
 ) -> str | None:
