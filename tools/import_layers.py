@@ -15,7 +15,7 @@ from typing import Any
 from importlinter import ContractCheck, fields
 from importlinter.contracts.layers import LayersContract
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools.shared import ROOT
 
 
 def module_imports(module: str, root: Path = ROOT) -> list[tuple[str, int, str]]:

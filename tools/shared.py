@@ -7,9 +7,10 @@ import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalice.config import Config
+if TYPE_CHECKING:
+    from chalice.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_DIR = ROOT / ".chalice"
@@ -43,6 +44,8 @@ def load_project_config(project_dir: Path = ROOT) -> dict[str, Any]:
 
 def chalice_config(stage: str, function: str = "api_handler", project_dir: Path = ROOT) -> Config:
     """The stage's settings for one function, looked up exactly as Chalice does."""
+    from chalice.config import Config  # here: the tools that never read a stage do not import Chalice
+
     on_disk = load_project_config(project_dir)
     if stage not in on_disk.get("stages", {}):
         known = ", ".join(sorted(on_disk.get("stages", {})))

@@ -1,4 +1,4 @@
-"""``chalice local`` as the local stack runs it: ``python -m tools.chalice_local local ...``.
+"""``chalice local`` as the local stack runs it: ``python -m tools.local.chalice_local local ...``.
 
 Two changes to its request handler:
 

@@ -21,21 +21,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CHALICE_CONFIG = PROJECT_ROOT / ".chalice" / "config.json"
-SIGNING_KEY = PROJECT_ROOT / ".local" / "auth" / "signing-key.pem"
+from tools.shared import ROOT, stage_environment
+
+SIGNING_KEY = ROOT / ".local" / "auth" / "signing-key.pem"
 LOCAL_STAGE = "local"
-
-
-def stage_environment(stage: str = LOCAL_STAGE, config_path: Path = CHALICE_CONFIG) -> dict[str, str]:
-    """The environment variables Chalice gives the app in ``stage``: top level, then the stage's."""
-    with open(config_path, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if stage not in config.get("stages", {}):
-        raise KeyError(f"{config_path} has no stage {stage!r}")
-    env = dict(config.get("environment_variables") or {})
-    env.update(config["stages"][stage].get("environment_variables") or {})
-    return {name: str(value) for name, value in env.items()}
 
 
 @dataclass(frozen=True)
@@ -48,7 +37,7 @@ class LocalIssuer:
     def from_config(cls, stage: str = LOCAL_STAGE) -> LocalIssuer:
         env = stage_environment(stage)
         jwks = Path(env["AUTH_JWKS_FILE"])
-        return cls(env["AUTH_ISSUER"], env["AUTH_AUDIENCE"], jwks if jwks.is_absolute() else PROJECT_ROOT / jwks)
+        return cls(env["AUTH_ISSUER"], env["AUTH_AUDIENCE"], jwks if jwks.is_absolute() else ROOT / jwks)
 
 
 def _b64url_uint(value: int) -> str:

@@ -13,11 +13,11 @@ import sys
 import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENDPOINT_FILE = PROJECT_ROOT / ".local" / "endpoint"
+from tools.shared import ROOT
+
+ENDPOINT_FILE = ROOT / ".local" / "endpoint"
 
 
 def sent_emails(endpoint: str, sender: str | None = None) -> list[dict[str, Any]]:

@@ -3,10 +3,10 @@
 Starts, in order: MiniStack (``tools.local.ministack``) for DynamoDB and its streams, SQS,
 EventBridge and SES, the resources of ``infra/resources.yaml`` on it, the dev signing
 key, ``chalice local`` for the HTTP API, the SQS handlers' pollers (threads, see
-``local_worker``), the stream's poller (a thread, see ``local_stream``) and the scheduled
-handlers, every few seconds (``local_schedule``). Ctrl-C or SIGTERM stops everything,
+``tools.local.worker``), the stream's poller (a thread, see ``tools.local.stream``) and the scheduled
+handlers, every few seconds (``tools.local.schedule``). Ctrl-C or SIGTERM stops everything,
 MiniStack last (it saves its state then), and exits 0. ``make mail`` reads the emails its
-SES sent (``local_mail``).
+SES sent (``tools.local.mail``).
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_SQS``, when already set, are used
 as they are (the table's stream is read where the table is); MiniStack still serves
@@ -299,7 +299,7 @@ class LocalStack:
         cmd = [
             sys.executable,
             "-m",
-            "tools.chalice_local",
+            "tools.local.chalice_local",
             "local",
             "--stage",
             STAGE,
