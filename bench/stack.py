@@ -13,6 +13,7 @@ from pathlib import Path
 from tools.local.stack import DROPPED_AWS, DUMMY_AWS
 from tools.local.stack_process import StackProcess
 from tools.local.stack_process import start_stack as start_stack_process
+from tools.shared import ROOT as PROJECT_ROOT  # noqa: F401 - re-exported for the other bench modules
 
 # The environment as it was before this process wired itself to a stack: what subprocesses get.
 _STARTING_ENV = dict(os.environ)
