@@ -26,12 +26,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP) ## create/update the virtualenv
 
 emulator: venv ## install MiniStack (DynamoDB + SQS emulator) into .local/ministack-venv
-	@$(BIN)/python -m tools.ministack --install >&2
+	@$(BIN)/python -m tools.local.ministack --install >&2
 
 test: venv emulator ## lint, then every test (unit, integration, e2e)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory templates
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -50,10 +51,11 @@ reliability: venv emulator ## the long races, faults and fuzzing runs (bounded v
 bench: venv emulator ## benchmarks, says how long first; results and history under bench/results/ (BENCH_ARGS=--help for options)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: venv ## ruff, mypy (strict), then cfn-lint and checkov on the templates
+lint: venv ## ruff, mypy (strict), the import contracts (pyproject.toml), then cfn-lint and checkov on the templates
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory templates
 
 # checkov pins its own boto3: a virtualenv of its own, installed on first use.
@@ -80,16 +82,16 @@ format: venv ## ruff fix + format
 	$(BIN)/ruff format .
 
 local: venv emulator ## run the whole service locally (PORT=8000)
-	@$(BIN)/python -m tools.localstack
+	@$(BIN)/python -m tools.local
 
 token: venv ## print a bearer token for the local stack: make token USER=alice ROLE=parent|nanny [EMAIL=a@b.c]
-	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)" $(if $(EMAIL),--email "$(EMAIL)")
+	@$(BIN)/python -m tools.local.tokens --user "$(USER)" --role "$(ROLE)" $(if $(EMAIL),--email "$(EMAIL)")
 
 mail: venv ## print the emails the running local stack has sent, one JSON object per line
-	@$(BIN)/python -m tools.local_mail
+	@$(BIN)/python -m tools.local.mail
 
 demo: venv ## book a job with 20 applicants against the running local stack
-	@$(BIN)/python -m tools.demo
+	@$(BIN)/python -m tools.local.demo
 
 clean-local: ## forget the local stack's data (keeps the signing key)
 	rm -rf .local/data
@@ -102,13 +104,13 @@ deploy: venv ## deploy the stage's stack, then smoke-test it: make deploy STAGE=
 		$(foreach p,$(PARAMS),--parameter $(p)) $(if $(filter 0,$(SMOKE)),--no-smoke) $(DEPLOY_ARGS)
 
 smoke: venv ## smoke-test a deployed stage through its API: make smoke STAGE=dev
-	@$(BIN)/python -m tools.smoke --stage $(STAGE)
+	@$(BIN)/python -m tools.deploy.smoke --stage $(STAGE)
 
 destroy: venv ## delete a stage, keeping its table (asks first; YES=1 does not): make destroy STAGE=dev
 	@$(BIN)/python -m tools.deploy destroy --stage $(STAGE) $(if $(filter 1,$(YES)),--yes)
 
 aws-emulator: venv ## an emulated AWS account (MiniStack) on EMULATOR_PORT (4566) to deploy to
-	@EMULATOR_PORT=$(EMULATOR_PORT) $(BIN)/python -m tools.ministack --port $(EMULATOR_PORT)
+	@EMULATOR_PORT=$(EMULATOR_PORT) $(BIN)/python -m tools.local.ministack --port $(EMULATOR_PORT)
 
 reconcile: venv ## queue declines a crash left behind: make reconcile STAGE=dev
 	@$(BIN)/python -m tools.ops reconcile --stage $(STAGE)

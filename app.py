@@ -30,8 +30,8 @@ DECLINES_MAX_CONCURRENCY = int(os.environ.get("DECLINES_MAX_CONCURRENCY", "5"))
 SETTLE_EVERY_MINUTES = int(os.environ.get("SETTLE_EVERY_MINUTES", "1"))
 NOTIFICATIONS_QUEUE_NAME = os.environ.get("NOTIFICATIONS_QUEUE_NAME", "booking-notifications")
 # A stream's ARN ends in a label known only once the table exists: the packaged template
-# puts the table's own StreamArn in its place (tools/deploy_package.py), `chalice local`
-# subscribes nothing (tools/local_stream.py polls the stream instead).
+# puts the table's own StreamArn in its place (tools/deploy/templates.py), `chalice local`
+# subscribes nothing (tools/local/stream.py polls the stream instead).
 TABLE_STREAM_ARN = os.environ.get(
     "TABLE_STREAM_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/booking/stream/set-by-the-deploy"
 )

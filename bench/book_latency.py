@@ -35,7 +35,7 @@ from chalicelib.config import get_settings
 from chalicelib.declines import SQS_BATCH_LIMIT, DeclineApplication
 from chalicelib.domain import Caller, Role, new_id
 from chalicelib.observability import flush_metrics
-from tools.token import local_user_id
+from tools.local.tokens import local_user_id
 
 IMPLEMENTATIONS = ("ours", "baseline")
 WARMUP_APPLICATIONS = 10

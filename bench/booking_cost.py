@@ -25,7 +25,7 @@ from bench.stats import CallCounter
 from chalicelib import bootstrap
 from chalicelib.domain import Caller, Reason, Role
 from chalicelib.observability import flush_metrics
-from tools.token import local_user_id
+from tools.local.tokens import local_user_id
 
 SIZES = (5, 100, 1000)
 READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}

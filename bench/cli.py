@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import PROJECT_ROOT, Stack, point_at, prepare_environment, start_stack
-from tools.localstack import DEFAULT_BATCHING_WINDOW_SECONDS, DEFAULT_POLLERS
+from tools.local.stack import DEFAULT_BATCHING_WINDOW_SECONDS, DEFAULT_POLLERS
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
 DEFAULT_PARTS = (1, 2, 3, 5, 6, 7)

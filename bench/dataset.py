@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib import items as store_module  # the table's key and item shapes
 from chalicelib.domain import Application, ApplicationStatus, Job, JobStatus, format_time, new_id, utc_now
-from tools.token import local_user_id  # the sub local tokens carry for a name
+from tools.local.tokens import local_user_id  # the sub local tokens carry for a name
 
 BATCH_WRITE_LIMIT = 25
 WRITE_THREADS = 4

@@ -38,9 +38,9 @@ from bench.stack import clean_env
 from bench.stats import latency_summary
 from chalicelib import items as item_shapes
 from chalicelib.domain import format_time, utc_now
-from tools import ministack
-from tools.stack_process import start_stack
-from tools.token import local_user_id, make_token
+from tools.local import ministack
+from tools.local.stack_process import start_stack
+from tools.local.tokens import local_user_id, make_token
 
 SERVICES = ("dynamodb", "sqs", "stepfunctions")
 MAP_CONCURRENCY = 40

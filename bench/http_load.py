@@ -29,7 +29,7 @@ from bench.dataset import PreparedJob, prepare_jobs
 from bench.procs import CpuMeter, Profiler, cpu_seconds, stack_processes
 from bench.stack import PROJECT_ROOT, Stack, clean_env
 from bench.stats import fmt_ms, latency_summary, percentile
-from tools.token import make_token
+from tools.local.tokens import make_token
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 PARENTS_PER_RUN = 50

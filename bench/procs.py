@@ -1,6 +1,6 @@
 """Where the CPU goes during a load: CPU time per process, and optional py-spy profiles.
 
-The local stack is one process tree: ``tools.localstack`` (the queue pollers) and its
+The local stack is one process tree: ``tools.local.stack`` (the queue pollers) and its
 children, MiniStack (DynamoDB and SQS, ``python -m ministack``) and ``chalice local``.
 """
 

@@ -70,7 +70,7 @@ def machine() -> dict[str, Any]:
 
 def _ministack_version() -> str | None:
     """As pinned for its own virtualenv (it is not installed in this one)."""
-    from tools.ministack import REQUIREMENTS
+    from tools.local.ministack import REQUIREMENTS
 
     for line in REQUIREMENTS.read_text().splitlines():
         if line.startswith("ministack=="):
@@ -1151,7 +1151,7 @@ def _md_worker(worker: dict[str, Any] | None) -> list[str]:
         "## 3. Decline worker throughput",
         "",
         "A backlog queued first with the service's publisher, then drained by `app.decline_worker` fed by "
-        "`tools.local_worker.QueuePoller` (one thread per unit of concurrency); raw = the decline's conditional "
+        "`tools.local.worker.QueuePoller` (one thread per unit of concurrency); raw = the decline's conditional "
         "`UpdateItem` sent directly with the same client and threads, half before and half after the worker.",
         "",
         "| queue | concurrency | messages | worker declines/s | raw UpdateItem/s (before / after) | worker/raw |",

@@ -1,4 +1,4 @@
-"""The local stack (``python -m tools.localstack``) as a subprocess, and this process wired to it.
+"""The local stack (``python -m tools.local``) as a subprocess, and this process wired to it.
 
 The stack runs MiniStack (DynamoDB and SQS), ``chalice local`` and the queue
 pollers; the benchmarks call the service in this process too, against the same
@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tools.localstack import DROPPED_AWS, DUMMY_AWS
-from tools.stack_process import PROJECT_ROOT as PROJECT_ROOT  # re-exported for the other bench modules
-from tools.stack_process import (
-    StackProcess,
-)
-from tools.stack_process import start_stack as start_stack_process
+from tools.local.stack import DROPPED_AWS, DUMMY_AWS
+from tools.local.stack_process import StackProcess
+from tools.local.stack_process import start_stack as start_stack_process
+from tools.shared import ROOT as PROJECT_ROOT  # noqa: F401 - re-exported for the other bench modules
 
 # The environment as it was before this process wired itself to a stack: what subprocesses get.
 _STARTING_ENV = dict(os.environ)
@@ -50,7 +48,7 @@ def prepare_environment() -> None:
     The stage's variables from ``.chalice/config.json`` and dummy credentials. Call it
     before anything imports ``chalicelib``: its logger and metrics read it at import.
     """
-    from tools.devkeys import stage_environment
+    from tools.shared import stage_environment
 
     for name in DROPPED_AWS:
         os.environ.pop(name, None)

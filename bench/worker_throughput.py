@@ -3,7 +3,7 @@
 The backlog is put in place first (PENDING applications in the table, one decline
 message each in a queue nothing polls yet, sent by the service's own publisher),
 then the app's SQS handler (``app.decline_worker``, as Lambda would call it) is fed
-by ``tools.local_worker.QueuePoller``, one poller thread per unit of concurrency,
+by ``tools.local.worker.QueuePoller``, one poller thread per unit of concurrency,
 until every message is deleted. The same number of threads then runs the raw
 conditional ``UpdateItem`` (the request ``DynamoStore.decline_application`` sends) on
 other PENDING applications of the same table: half before the worker, half after.
@@ -34,7 +34,7 @@ from bench.stack import Stack
 from chalicelib import bootstrap
 from chalicelib.declines import SqsDeclinePublisher
 from chalicelib.domain import format_time, utc_now
-from tools.local_worker import QueuePoller
+from tools.local.worker import QueuePoller
 
 APPS_PER_JOB = 50
 SETTLE_JOBS = 20  # 1000 updates before the timed ones

@@ -394,6 +394,20 @@ class BookingService:
         self._metrics.count("DeclinesSwept", declined)
         return declined
 
+    def queue_leftover_declines(self, job: Job, *, dry_run: bool = False) -> tuple[list[str], EnqueueReport | None]:
+        """Queues again the declines a job out of OPEN still owes: one for each PENDING application
+        but the accepted one, with the reason the job's state gives.
+
+        For reconciliation: a crash or an SQS outage between a commit and its declines leaves
+        them undone. Re-queuing is always safe (a decline only moves PENDING to DECLINED).
+        Returns those applications and what queuing them did (None in a dry run or when none).
+        """
+        _, pending = self._store.job_with_pending_applications(job.job_id)
+        leftovers = [a for a in pending if a != job.accepted_application_id]
+        if dry_run or not leftovers:
+            return leftovers, None
+        return leftovers, self._publisher.publish(job.job_id, leftovers, reason=decline_reason(job.status))
+
     # ---------------------------------------------------- expiry, completion
 
     def settle_due_jobs(self, limit_per_shard: int = 25, now: str | None = None) -> SettleReport:

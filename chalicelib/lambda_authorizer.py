@@ -1,7 +1,7 @@
 """The API's TOKEN authorizer as a Lambda handler of its own: PyJWT and the standard library only.
 
 The packaged template points the authorizer function's ``Handler`` here
-(tools/deploy_package.py), so its cold start does not import ``app.py`` with boto3,
+(tools/deploy/templates.py), so its cold start does not import ``app.py`` with boto3,
 Chalice and powertools. It answers exactly what ``app.token_authorizer`` answers through
 Chalice (``AuthResponse.to_dict``): the same verifier (chalicelib.auth, configured from
 the same settings), the same principal, context and IAM policy document. The ``chalice

@@ -1,7 +1,7 @@
 """The decline worker as a Lambda handler of its own: the worker's path without Chalice or the routes.
 
 The packaged template points the worker function's ``Handler`` here
-(tools/deploy_package.py), so its cold start does not import ``app.py``, Chalice and the
+(tools/deploy/templates.py), so its cold start does not import ``app.py``, Chalice and the
 API's modules. It does exactly what ``app.decline_worker`` does with the raw SQS event
 (Chalice hands that one ``event.to_dict()``); the ``chalice deploy`` path keeps
 ``app.decline_worker``; tests hold the two to the same answers.

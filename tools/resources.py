@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "resources.yaml"
+from tools.shared import ROOT
+
+TEMPLATE = ROOT / "infra" / "resources.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):

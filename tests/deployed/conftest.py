@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.deployed.stage import FIGURES, STAGE, VISIBILITY_SECONDS, Deployment, run_make_deploy
-from tools import ministack
+from tools.local import ministack
 
 DESTROY_TESTS = "test_destroy.py"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-from tools import ministack
+from tools.local import ministack
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"  # the emulator is the whole account: the real dev settings, nothing shared

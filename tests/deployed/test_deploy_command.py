@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.deployed.stage import FIGURES, STAGE, VISIBILITY_SECONDS, Deployment, packaged_template, run_make_deploy
-from tools.deploy_package import partial_batch_mismatches
+from tools.deploy.templates import partial_batch_mismatches
 
 FUNCTIONS = {
     "APIHandler": "babysitting-booking-dev",

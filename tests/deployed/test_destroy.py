@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.deployed.stage import FIGURES, STAGE, Deployment, run_make
-from tools import cfn_stack
+from tools.deploy import cfn_stack
 
 
 def test_destroy_refuses_without_an_answer_then_deletes_the_stack_and_keeps_the_table(deployment: Deployment) -> None:

@@ -5,7 +5,7 @@ AWS retries a DynamoDB stream batch from the first record a function reports fai
 takes the report for success. It retries a batch whose function raised, about once a
 second, and past ``MaximumRetryAttempts`` (only ``MaximumRecordAgeInSeconds`` ends it).
 The stream function's deploy depends on this (its flag is false there, so it raises:
-tools/deploy_stack.py); if MiniStack starts honouring the report, this fails and the
+tools/deploy/stack.py); if MiniStack starts honouring the report, this fails and the
 flag can be true on the emulator too.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tools import ministack
+from tools.local import ministack
 
 HANDLER = """
 import json, os, boto3

@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.deployed.api_client import call, sign_up
 from tests.deployed.stage import FIGURES, Deployment
-from tools.local_mail import sent_emails
+from tools.local.mail import sent_emails
 
 WAIT_SECONDS = 60
 

@@ -1,4 +1,4 @@
-"""Runs the local stack (``python -m tools.localstack``) once for the session and drives it over HTTP."""
+"""Runs the local stack (``python -m tools.local``) once for the session and drives it over HTTP."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from tools import ministack
-from tools.stack_process import StackError, StackProcess
-from tools.stack_process import start_stack as start_stack_process
-from tools.token import make_token
+from tools.local import ministack
+from tools.local.stack_process import StackError, StackProcess
+from tools.local.stack_process import start_stack as start_stack_process
+from tools.local.tokens import make_token
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PROJECT_ROOT
-from tools import ministack
+from tools.local import ministack
 
 pytestmark = pytest.mark.e2e
 

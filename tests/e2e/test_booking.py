@@ -20,7 +20,7 @@ DECLINE_TIMEOUT_SECONDS = 20.0
 
 def token_from_command(user: str, role: str) -> str:
     out = subprocess.run(  # noqa: S603 - fixed command
-        [sys.executable, "-m", "tools.token", "--user", user, "--role", role],
+        [sys.executable, "-m", "tools.local.tokens", "--user", user, "--role", role],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tools import ministack
+from tools.local import ministack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from typing import Any
 from chalicelib.domain import format_time, utc_now
 from chalicelib.store import DynamoStore
 from tests.e2e.conftest import Api, RunningStack, settled, unique, wait_for
-from tools.local_mail import sent_emails
+from tools.local.mail import sent_emails
 
 EMAIL_WAIT_SECONDS = 20
 

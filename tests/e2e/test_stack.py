@@ -89,7 +89,7 @@ def test_make_token_prints_exactly_one_line_the_api_accepts(stack: RunningStack)
 @pytest.mark.parametrize("user", ["has space", "", "x" * 129, "semi;colon"])
 def test_token_command_refuses_invalid_usernames(user: str) -> None:
     out = subprocess.run(  # noqa: S603 - fixed command
-        [sys.executable, "-m", "tools.token", f"--user={user}", "--role", "nanny"],
+        [sys.executable, "-m", "tools.local.tokens", f"--user={user}", "--role", "nanny"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

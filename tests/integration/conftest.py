@@ -21,8 +21,9 @@ from app import app
 from tests.conftest import TokenFactory
 from tests.integration.key_filters import key_filter_violation, template_keys
 from tests.payloads import job_body as job_body  # the tests import it from here
-from tools import ministack, resources
-from tools.local_stream import StreamPoller
+from tools import resources
+from tools.local import ministack
+from tools.local.stream import StreamPoller
 
 
 @dataclass

@@ -2,9 +2,8 @@
 whole against a moto server.
 
 A full `chalice deploy` of this app cannot run on moto (its API Gateway import takes
-OpenAPI 3 only, Chalice sends Swagger 2) nor on MiniStack
-(docs/deploying.md#where-ministack-differs-from-aws-and-what-we-do-about-it): the steps around it
-are tested here with moto's CloudFormation and Lambda,
+OpenAPI 3 only, Chalice sends Swagger 2) nor on MiniStack (README: emulator
+differences): the steps around it are tested here with moto's CloudFormation and Lambda,
 and the whole command runs against a moto server for an app with the worker only.
 moto's CloudFormation creates no Cognito resources, so the pool's outputs are stubbed
 (`pool_outputs`); the packaged path's identity runs for real in tests/deployed.
@@ -12,6 +11,7 @@ moto's CloudFormation creates no Cognito resources, so the pool's outputs are st
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.fakes.chalice_cli import FakeChalice, chalice_deployed, worker_subscription
-from tools import cfn_stack, deploy, deploy_chalice, deploy_settings, preflight
-from tools.deploy_settings import DeployError
+from tools.deploy import cfn_stack, chalice_cli, destroy, preflight, settings, via_chalice
+from tools.deploy.settings import DeployError
 from tools.resources import load_template
+from tools.shared import stage_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -69,7 +70,7 @@ AUTH = {
 @pytest.fixture
 def pool_outputs(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The identity outputs moto's CloudFormation leaves out (it has no AWS::Cognito::* resources)."""
-    monkeypatch.setattr(deploy_chalice, "auth_settings", lambda outputs: dict(AUTH))
+    monkeypatch.setattr(via_chalice, "auth_settings", lambda outputs: dict(AUTH))
     return AUTH
 
 
@@ -94,11 +95,11 @@ def _template_resource(logical: str) -> dict[str, Any]:
 
 
 def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.session.Session) -> None:
-    outputs = deploy_chalice.ensure_resources_stack(
+    outputs = via_chalice.ensure_resources_stack(
         moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1, out=_quiet
     )
 
-    deploy_chalice.check_outputs_match_config(outputs, deploy_settings.stage_environment("dev"))
+    via_chalice.check_outputs_match_config(outputs, stage_environment("dev"))
     table = moto.client("dynamodb").describe_table(TableName="booking-dev")["Table"]
     spec = _template_resource("Table")
     assert table["KeySchema"] == spec["KeySchema"]
@@ -135,10 +136,10 @@ def test_resources_stack_creates_exactly_what_the_template_says(moto: boto3.sess
 
 def test_resources_stack_can_be_deployed_again(moto: boto3.session.Session) -> None:
     cfn, ddb = moto.client("cloudformation"), moto.client("dynamodb")
-    first = deploy_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=_quiet)
+    first = via_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=_quiet)
     lines: list[str] = []
 
-    second = deploy_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=lines.append)
+    second = via_chalice.ensure_resources_stack(cfn, ddb, "dev", wait_delay=0.1, out=lines.append)
 
     assert second == first
     assert "    updating stack booking-resources-dev" in lines
@@ -155,39 +156,122 @@ def test_resources_stack_stops_at_a_table_kept_from_an_earlier_stack(moto: boto3
     )
 
     with pytest.raises(DeployError, match="booking-dev already exists outside CloudFormation"):
-        deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), ddb, "dev", wait_delay=0.1, out=_quiet)
+        via_chalice.ensure_resources_stack(moto.client("cloudformation"), ddb, "dev", wait_delay=0.1, out=_quiet)
 
 
 def test_outputs_that_disagree_with_config_stop_the_deploy() -> None:
     outputs = {"TableName": "booking-dev", "DeclinesQueueName": "booking-declines-elsewhere"}
     with pytest.raises(DeployError, match="DECLINES_QUEUE_NAME='booking-declines-dev'"):
-        deploy_chalice.check_outputs_match_config(outputs, deploy_settings.stage_environment("dev"))
+        via_chalice.check_outputs_match_config(outputs, stage_environment("dev"))
 
 
 def test_the_local_stage_is_not_deployable() -> None:
     with pytest.raises(DeployError, match="local stack"):
-        deploy_settings.require_deployable("local")
+        settings.require_deployable("local")
     with pytest.raises(DeployError, match=r"not in \.chalice/config\.json"):
-        deploy_settings.require_deployable("staging")
+        settings.require_deployable("staging")
 
 
 # ------------------------------------------------- partial batch responses
 
 
+def _worker_subscription(
+    session: boto3.session.Session, stage: str = "dev", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
+    iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    name = settings.function_name("babysitting-booking", stage, "decline_worker")
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("app.py", "def decline_worker(event, context):\n    return {}\n")
+    function_arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.decline_worker",
+        Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": env or {}},
+    )["FunctionArn"]
+    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
+    return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
+
+
+def _stream_subscription(session: boto3.session.Session, stage: str, env: dict[str, str]) -> dict[str, Any]:
+    """What `chalice deploy` creates for the stream function: its function and the table's subscription."""
+    lam = session.client("lambda")
+    name = settings.function_name("babysitting-booking", stage, "table_stream")
+    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("app.py", "def table_stream(event, context):\n    return {}\n")
+    function_arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.table_stream",
+        Code={"ZipFile": code.getvalue()},
+    )["FunctionArn"]
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=env["TABLE_STREAM_ARN"], FunctionName=name, BatchSize=100, StartingPosition="TRIM_HORIZON"
+    )
+    return {"function_arn": function_arn, "stream_arn": env["TABLE_STREAM_ARN"], **mapping}
+
+
+def _deployed(
+    sub: dict[str, Any],
+    url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
+    stream: dict[str, Any] | None = None,
+) -> dict:
+    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the workers and the API)."""
+    streams = (
+        [
+            {
+                "name": "table_stream-dynamodb-event-source",
+                "resource_type": "dynamodb_event",
+                "stream_arn": stream["stream_arn"],
+                "event_uuid": stream["UUID"],
+                "lambda_arn": stream["function_arn"],
+            }
+        ]
+        if stream
+        else []
+    )
+    return {
+        "resources": [
+            *streams,
+            {"name": "decline_worker", "resource_type": "lambda_function", "lambda_arn": sub["function_arn"]},
+            {
+                "name": "decline_worker-sqs-event-source",
+                "resource_type": "sqs_event",
+                "queue_arn": sub["queue_arn"],
+                "event_uuid": sub["UUID"],
+                "queue": sub["queue"],
+                "lambda_arn": sub["function_arn"],
+            },
+            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123", "rest_api_url": url},
+        ],
+        "schema_version": "2.0",
+        "backend": "api",
+    }
+
+
 def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.Session) -> None:
-    sub = worker_subscription(moto)
+    sub = _worker_subscription(moto)
     lam = moto.client("lambda")
     assert not lam.get_event_source_mapping(UUID=sub["UUID"]).get("FunctionResponseTypes")
-    uuid = deploy_chalice.worker_event_source_uuid(chalice_deployed(sub), "booking-declines-dev")
+    uuid = via_chalice.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
     assert uuid == sub["UUID"]
 
-    mapping = deploy_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
+    mapping = via_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
 
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert lam.get_event_source_mapping(UUID=uuid)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # Again: nothing to change, still verified.
     lines: list[str] = []
-    deploy_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=lines.append)
+    via_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=lines.append)
     assert any("already set" in line for line in lines) and any("verified" in line for line in lines)
 
 
@@ -205,16 +289,16 @@ class _IgnoresUpdates:
 
 
 def test_a_setting_that_does_not_read_back_fails_the_deploy(moto: boto3.session.Session) -> None:
-    sub = worker_subscription(moto)
+    sub = _worker_subscription(moto)
     with pytest.raises(DeployError, match="failed declines would be deleted"):
-        deploy_chalice.enable_partial_batch_responses(
+        via_chalice.enable_partial_batch_responses(
             _IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet
         )
 
 
 def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> None:
     with pytest.raises(DeployError, match="not found"):
-        deploy_chalice.enable_partial_batch_responses(
+        via_chalice.enable_partial_batch_responses(
             moto.client("lambda"), "00000000-0000-0000-0000-000000000000", out=_quiet
         )
 
@@ -222,16 +306,43 @@ def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> Non
 def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
     sub = {"function_arn": "arn:aws:lambda:r:1:function:babysitting-booking-dev-decline_worker", "UUID": "u"}
     sub |= {"queue_arn": "arn:aws:sqs:r:1:booking-declines-dev", "queue": "booking-declines-dev"}
-    deployed = chalice_deployed(sub)
+    deployed = _deployed(sub)
     with pytest.raises(DeployError, match="found 0"):
-        deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-prod")
+        via_chalice.worker_event_source_uuid(deployed, "booking-declines-prod")
     deployed["resources"].append(dict(deployed["resources"][1], name="copy"))
     with pytest.raises(DeployError, match="found 2"):
-        deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
-    assert deploy_chalice.api_url(deployed) == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
+        via_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
+    assert via_chalice.api_url(deployed) == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
 
 
 # ---------------------------------------------------------- deploy, destroy
+
+
+class FakeChalice:
+    """Stands in for the chalice CLI: records commands; `deploy` does what Chalice would."""
+
+    def __init__(self, session: boto3.session.Session, project: Path, exit_code: int = 0) -> None:
+        self.session, self.project, self.exit_code = session, project, exit_code
+        self.commands: list[list[str]] = []
+        self.stage_env: dict[str, str] = {}
+
+    def __call__(self, command: Sequence[str], extra_env: dict[str, str]) -> int:
+        self.commands.append(list(command))
+        if self.exit_code:
+            return self.exit_code
+        if "deploy" in command:
+            stage = command[command.index("--stage") + 1]
+            # The function's environment: config.json's, plus what the wrapper adds.
+            self.stage_env = json.loads(extra_env.get(chalice_cli.STAGE_ENV_VARIABLE, "{}"))
+            env = {**stage_environment(stage, project_dir=self.project), **self.stage_env}
+            sub = _worker_subscription(self.session, stage, env)
+            stream = _stream_subscription(self.session, stage, env)
+            deployed = self.project / ".chalice" / "deployed"
+            deployed.mkdir(exist_ok=True)
+            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub, stream=stream)))
+        if "delete" in command:
+            (self.project / ".chalice" / "deployed" / "dev.json").unlink()
+        return 0
 
 
 WORKER = "babysitting-booking-dev-decline_worker"
@@ -247,15 +358,13 @@ def test_deploy_runs_the_four_steps_and_prints_the_api_url(
     chalice = FakeChalice(moto, project)
     lines: list[str] = []
 
-    url = deploy_chalice.deploy_via_chalice(
+    url = via_chalice.deploy_via_chalice(
         "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append
     )
 
     assert url == "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
-    assert chalice.commands == [
-        deploy_chalice.chalice_with_env_command("deploy", "--stage", "dev", project_dir=project)
-    ]
-    assert chalice.commands[0][1:5] == ["-m", "tools.chalice_with_env", "--project-dir", str(project)]
+    assert chalice.commands == [chalice_cli.chalice_with_env_command("deploy", "--stage", "dev", project_dir=project)]
+    assert chalice.commands[0][1:5] == ["-m", "tools.deploy.chalice_with_env", "--project-dir", str(project)]
     # chalice deploy got the pool's settings, the stream and the sender from the stack, and not
     # the partial-batch flag
     assert {k: v for k, v in chalice.stage_env.items() if k.startswith("AUTH_")} == pool_outputs
@@ -323,7 +432,7 @@ def test_the_flag_follows_the_verified_subscription(
     calls: list[str] = []
     session = _Session(moto, _RecordingLambda(moto.client("lambda"), calls))
 
-    deploy_chalice.deploy_via_chalice(
+    via_chalice.deploy_via_chalice(
         "dev", session=session, run=FakeChalice(moto, project), project_dir=project, wait_delay=0.1, out=_quiet
     )
 
@@ -343,7 +452,7 @@ def test_a_subscription_that_ignores_reports_leaves_the_worker_failing_whole_bat
 
     # When the chalice path deploys
     with pytest.raises(DeployError, match="failed declines would be deleted"):
-        deploy_chalice.deploy_via_chalice(
+        via_chalice.deploy_via_chalice(
             "dev", session=session, run=FakeChalice(moto, project), project_dir=project, wait_delay=0.1, out=_quiet
         )
 
@@ -356,9 +465,9 @@ def test_a_redeploy_resets_the_flag_until_the_subscription_is_verified_again(
     moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
 ) -> None:
     # chalice deploy writes config.json's environment, which has no flag: the safe side.
-    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in deploy_settings.stage_environment("dev", project_dir=project)
+    assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in stage_environment("dev", project_dir=project)
     chalice = FakeChalice(moto, project)
-    deploy_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    via_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
     assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in chalice.stage_env
 
 
@@ -368,7 +477,7 @@ def test_deploy_stops_at_a_failing_chalice_deploy(
     chalice = FakeChalice(moto, project, exit_code=2)
 
     with pytest.raises(DeployError, match=r"`chalice deploy --stage dev` failed \(exit 2\)"):
-        deploy_chalice.deploy_via_chalice(
+        via_chalice.deploy_via_chalice(
             "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet
         )
 
@@ -383,7 +492,7 @@ def test_deploy_stops_without_credentials(env: None, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     session = boto3.session.Session(region_name=REGION)
     with pytest.raises(DeployError, match="no AWS credentials"):
-        deploy_chalice.deploy_via_chalice(
+        via_chalice.deploy_via_chalice(
             "dev", session=session, run=FakeChalice(session, project), project_dir=project, out=_quiet
         )
 
@@ -392,12 +501,12 @@ def test_destroy_deletes_the_stage_and_keeps_the_table(
     moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
 ) -> None:
     chalice = FakeChalice(moto, project)
-    deploy_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
+    via_chalice.deploy_via_chalice("dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet)
     lines: list[str] = []
 
-    deploy.destroy("dev", yes=True, session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
+    destroy.destroy("dev", yes=True, session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=lines.append)
 
-    assert chalice.commands[-1] == deploy_chalice.chalice_command("delete", "--stage", "dev", project_dir=project)
+    assert chalice.commands[-1] == chalice_cli.chalice_command("delete", "--stage", "dev", project_dir=project)
     cfn = moto.client("cloudformation")
     assert cfn_stack.describe(cfn, "booking-resources-dev") is None
     assert not [u for u in moto.client("sqs").list_queues().get("QueueUrls", []) if "booking-declines" in u]
@@ -410,7 +519,7 @@ def test_destroy_deletes_the_stage_and_keeps_the_table(
         moto.client("ssm").get_parameter(Name="/booking/dev/page-token-secret")
     # Deploying again stops at the retained table, with instructions.
     with pytest.raises(DeployError, match="delete-table --table-name booking-dev"):
-        deploy_chalice.deploy_via_chalice(
+        via_chalice.deploy_via_chalice(
             "dev", session=moto, run=chalice, project_dir=project, wait_delay=0.1, out=_quiet
         )
 
@@ -419,7 +528,7 @@ def test_destroy_deletes_the_stage_and_keeps_the_table(
 def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
     moto: boto3.session.Session, project: Path, answer: Any
 ) -> None:
-    deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    via_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
     chalice = FakeChalice(moto, project)
 
     def ask(_: str) -> str:
@@ -428,15 +537,15 @@ def test_destroy_deletes_nothing_unless_the_stage_name_is_typed(
         return answer
 
     with pytest.raises(DeployError, match=r"not confirmed|no answer on standard input.*--yes"):
-        deploy.destroy("dev", session=moto, run=chalice, ask=ask, project_dir=project, out=_quiet)
+        destroy.destroy("dev", session=moto, run=chalice, ask=ask, project_dir=project, out=_quiet)
 
     assert chalice.commands == []
     assert cfn_stack.describe(moto.client("cloudformation"), "booking-resources-dev") is not None
 
 
 def test_destroy_goes_on_when_the_stage_name_is_typed(moto: boto3.session.Session, project: Path) -> None:
-    deploy_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
-    deploy.destroy("dev", session=moto, ask=lambda _: " dev\n", project_dir=project, wait_delay=0.1, out=_quiet)
+    via_chalice.ensure_resources_stack(moto.client("cloudformation"), moto.client("dynamodb"), "dev", wait_delay=0.1)
+    destroy.destroy("dev", session=moto, ask=lambda _: " dev\n", project_dir=project, wait_delay=0.1, out=_quiet)
     assert cfn_stack.describe(moto.client("cloudformation"), "booking-resources-dev") is None
 
 
@@ -512,11 +621,11 @@ def test_deploy_end_to_end_against_a_moto_server(
 
     # When the deploy command runs, the real `chalice deploy` included, twice
     for _ in range(2):
-        deploy_chalice.deploy_via_chalice("dev", session=session, project_dir=tmp_path, wait_delay=0.2, out=_quiet)
+        via_chalice.deploy_via_chalice("dev", session=session, project_dir=tmp_path, wait_delay=0.2, out=_quiet)
 
     # Then Chalice recorded the subscription as expected, and it reports partial failures
     deployed = json.loads((tmp_path / ".chalice" / "deployed" / "dev.json").read_text())
-    uuid = deploy_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
+    uuid = via_chalice.worker_event_source_uuid(deployed, "booking-declines-dev")
     mapping = session.client("lambda").get_event_source_mapping(UUID=uuid)
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["EventSourceArn"].endswith(":booking-declines-dev")

@@ -13,7 +13,7 @@ import pytest
 
 from chalicelib.auth import InvalidToken, JwksSource, TokenVerifier
 from tests.conftest import ISSUER
-from tools.deploy_package import infrastructure_template
+from tools.deploy.templates import infrastructure_template
 
 
 def _verifier(jwks: dict[str, Any], audience: str) -> TokenVerifier:

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from tools import deploy, deploy_package, deploy_settings
+from tools.deploy import cli, package, templates
+from tools.deploy.settings import DeployError
+from tools.shared import ROOT, stage_environment
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     out = tmp_path_factory.mktemp("package") / "package-prod"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert deploy.main(["package", "--stage", "prod", "--out", str(out)]) == 0
+        assert cli.main(["package", "--stage", "prod", "--out", str(out)]) == 0
     assert (out / "deployment.zip").stat().st_size > 1_000_000
     return json.loads((out / "sam.json").read_text()), printed.getvalue().splitlines()
 
@@ -49,7 +51,7 @@ def test_package_subscribes_the_worker_with_partial_batch_responses(packaged: tu
 
 def test_package_contains_the_resources_template(packaged: tuple[dict, list[str]]) -> None:
     template, _ = packaged
-    resources = deploy_package.infrastructure_template()["Resources"]
+    resources = templates.infrastructure_template()["Resources"]
     for logical, spec in resources.items():
         assert template["Resources"][logical] == spec
     assert template["Resources"]["Table"]["DeletionPolicy"] == "Retain"
@@ -81,7 +83,7 @@ def test_package_names_the_functions_as_chalice_deploy_does(packaged: tuple[dict
 
 def test_package_roles_carry_the_stage_policies(packaged: tuple[dict, list[str]]) -> None:
     template, _ = packaged
-    root = Path(deploy_settings.PROJECT_DIR) / ".chalice"
+    root = ROOT / ".chalice"
     for role, policy_file in (
         ("ApiHandlerRole", "policy-prod-api.json"),
         ("TokenAuthorizerRole", "policy-prod-authorizer.json"),
@@ -107,8 +109,8 @@ def test_lint_fails_on_an_invalid_template(tmp_path: Path) -> None:
     }
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    with pytest.raises(deploy_settings.DeployError, match="cfn-lint found"):
-        deploy_package.lint(path, out=lambda _: None)
+    with pytest.raises(DeployError, match="cfn-lint found"):
+        package.lint(path, out=lambda _: None)
 
 
 def test_partial_batch_flag_and_subscription_travel_together(packaged: tuple[dict, list[str]]) -> None:
@@ -128,7 +130,7 @@ def test_partial_batch_flag_and_subscription_travel_together(packaged: tuple[dic
         "TableStream": None,
         "MailWorker": "true",
     }
-    assert deploy_package.partial_batch_mismatches(template) == []
+    assert templates.partial_batch_mismatches(template) == []
     # The stream function's flag is the stack's parameter: false where streams are emulated.
     stream = template["Resources"]["TableStream"]["Properties"]
     assert stream["Environment"]["Variables"]["STREAM_PARTIAL_BATCH_RESPONSES"] == {
@@ -147,18 +149,18 @@ def test_a_flag_without_its_subscription_setting_fails_the_package(packaged: tup
     broken = copy.deepcopy(template)
     (event,) = broken["Resources"]["DeclineWorker"]["Properties"]["Events"].values()
     del event["Properties"]["FunctionResponseTypes"]
-    assert deploy_package.partial_batch_mismatches(broken) == [
+    assert templates.partial_batch_mismatches(broken) == [
         "DeclineWorker: DECLINES_PARTIAL_BATCH_RESPONSES=True but SQS events report partial failures: False"
     ]
-    env = deploy_settings.stage_environment("prod")
-    with pytest.raises(deploy_settings.DeployError, match="FunctionResponseTypes"):
-        deploy_package.check_packaged_template(broken, env)
+    env = stage_environment("prod")
+    with pytest.raises(DeployError, match="FunctionResponseTypes"):
+        templates.check_packaged_template(broken, env)
     flag_only = copy.deepcopy(template)
     flag_only["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"][
         "DECLINES_PARTIAL_BATCH_RESPONSES"
     ] = "true"
-    with pytest.raises(deploy_settings.DeployError, match="APIHandler"):
-        deploy_package.check_packaged_template(flag_only, env)
+    with pytest.raises(DeployError, match="APIHandler"):
+        templates.check_packaged_template(flag_only, env)
 
 
 def test_the_functions_verify_tokens_of_the_stage_s_pool(packaged: tuple[dict, list[str]]) -> None:
@@ -198,10 +200,10 @@ def test_the_stage_gets_its_pool_groups_and_clients(packaged: tuple[dict, list[s
 
 
 def test_the_merge_only_touches_resources_chalice_generates() -> None:
-    merge = deploy_package.merge_template("dev", deploy_settings.stage_environment("dev"), "babysitting-booking")
+    merge = templates.merge_template("dev", stage_environment("dev"), "babysitting-booking")
     # infra/*.yaml's own resources have a Type; infra/operations.yaml's RestAPI entry only
     # adds properties to Chalice's API.
-    own = {k for k, v in deploy_package.infrastructure_template("dev")["Resources"].items() if "Type" in v}
+    own = {k for k, v in templates.infrastructure_template("dev")["Resources"].items() if "Type" in v}
     touched = set(merge["Resources"]) - own
     assert touched == {
         "DeclineWorker",
@@ -227,18 +229,18 @@ def test_the_authorizer_and_the_worker_run_their_own_lean_handlers(packaged: tup
     assert resources["DeclineWorker"]["Properties"]["Handler"] == "chalicelib.lambda_worker.handler"
     broken = copy.deepcopy(template)
     broken["Resources"]["TokenAuthorizer"]["Properties"]["Handler"] = "app.token_authorizer"
-    with pytest.raises(deploy_settings.DeployError, match="authorizer's Handler"):
-        deploy_package.check_packaged_template(broken, deploy_settings.stage_environment("prod"))
+    with pytest.raises(DeployError, match="authorizer's Handler"):
+        templates.check_packaged_template(broken, stage_environment("prod"))
     broken = copy.deepcopy(template)
     broken["Resources"]["DeclineWorker"]["Properties"]["Handler"] = "app.decline_worker"
-    with pytest.raises(deploy_settings.DeployError, match="worker's Handler"):
-        deploy_package.check_packaged_template(broken, deploy_settings.stage_environment("prod"))
+    with pytest.raises(DeployError, match="worker's Handler"):
+        templates.check_packaged_template(broken, stage_environment("prod"))
 
 
 def test_the_zip_ships_unchecked_bytecode_and_no_runtime_provided_botocore(packaged: tuple[dict, list[str]]) -> None:
     import zipfile
 
-    from tools import lambda_zip
+    from tools.deploy import lambda_zip
 
     template, printed = packaged
     zip_path = Path(template["Resources"]["APIHandler"]["Properties"]["CodeUri"]).with_name("deployment.zip")

@@ -3,7 +3,7 @@
 The app runs on moto behind Chalice's test client with the real wiring
 (``chalicelib.bootstrap``); a botocore hook on boto3's default session records every
 API call with the parameters it was made with, attributed to the function that was
-running. ``tools.iam_check`` maps the calls to IAM actions and ARNs, adds what Lambda
+running. ``tools.deploy.iam_check`` maps the calls to IAM actions and ARNs, adds what Lambda
 does with the role (logs, X-Ray, the worker's SQS polling), and compares with the
 policy of every deployable stage, in both directions.
 """
@@ -32,11 +32,19 @@ from chalicelib.domain import new_id
 from chalicelib.page_token_keys import parameter_name
 from chalicelib.store import DynamoStore
 from tests.conftest import AUDIENCE, ISSUER
-from tools import iam_check, resources
-from tools.deploy import FUNCTIONS, WORKER_FUNCTION, chalice_config, function_name, stage_environment
-from tools.deploy_settings import MAIL_FUNCTION, SCHEDULER_FUNCTION, STREAM_FUNCTION
-from tools.iam_check import Call, Need
-from tools.local_stream import StreamPoller
+from tools import resources
+from tools.deploy import iam_check
+from tools.deploy.iam_check import Call, Need
+from tools.deploy.settings import (
+    FUNCTIONS,
+    MAIL_FUNCTION,
+    SCHEDULER_FUNCTION,
+    STREAM_FUNCTION,
+    WORKER_FUNCTION,
+    function_name,
+)
+from tools.local.stream import StreamPoller
+from tools.shared import chalice_config, stage_environment
 
 STAGES = ("dev", "prod")
 # Not moto's defaults: the policies must not depend on a region or an account.

@@ -14,7 +14,7 @@ from chalicelib.store import DynamoStore
 from tests.conftest import user_id
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Api, Aws, run_worker
-from tools.lagging_index import LaggingIndex
+from tools.local.lagging_index import LaggingIndex
 
 
 @pytest.fixture

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.deploy_settings import (
-    FUNCTIONS,
-    NOT_DEPLOYABLE,
-    PROJECT_DIR,
-    WORKER_FUNCTION,
-    chalice_config,
-    load_project_config,
-    stage_environment,
-)
+from tools.deploy.settings import FUNCTIONS, NOT_DEPLOYABLE, WORKER_FUNCTION
 from tools.resources import load_template, parameters
+from tools.shared import ROOT, chalice_config, load_project_config, stage_environment
 
 STAGES = ("dev", "prod")
 
@@ -73,7 +66,7 @@ def test_no_deployed_stage_reports_partial_failures_by_configuration() -> None:
     # Plain `chalice deploy` applies config.json alone, and leaves the subscription without
     # ReportBatchItemFailures: a worker told to report partial failures there would have its
     # failed declines deleted. Only a deploy path that set and verified the subscription sets
-    # the flag (tools/deploy_package.py, tools/deploy_chalice.py).
+    # the flag (tools/deploy/templates.py, tools/deploy/via_chalice.py).
     config = load_project_config()
     for stage in config["stages"]:
         if stage in NOT_DEPLOYABLE:
@@ -85,7 +78,7 @@ def test_no_deployed_stage_reports_partial_failures_by_configuration() -> None:
 
 def test_config_holds_no_identity_placeholders() -> None:
     # The functions' AUTH_* come from the stage's user pool at deploy time.
-    text = (PROJECT_DIR / ".chalice" / "config.json").read_text()
+    text = (ROOT / ".chalice" / "config.json").read_text()
     for placeholder in ("REGION", "USER_POOL_ID", "APP_CLIENT_ID"):
         assert placeholder not in text
     for stage in STAGES:

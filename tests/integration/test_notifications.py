@@ -11,7 +11,7 @@ from chalicelib.events import SCHEMA_VERSION, DomainEvent
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
 from tests.integration.test_stream import FailAll
-from tools.local_stream import StreamPoller
+from tools.local.stream import StreamPoller
 
 
 def sent_emails(aws: Aws) -> list[dict[str, Any]]:
@@ -27,7 +27,7 @@ def sent_emails(aws: Aws) -> list[dict[str, Any]]:
             for m in messages
             if m.source == sender
         ]
-    from tools.local_mail import sent_emails as ministack_emails
+    from tools.local.mail import sent_emails as ministack_emails
 
     endpoint = aws.dynamodb.meta.endpoint_url
     return [e for e in ministack_emails(endpoint, sender=sender)]

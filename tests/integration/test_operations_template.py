@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tools import deploy_package, deploy_settings
+from tools.deploy import package, templates
 from tools.resources import load_template
+from tools.shared import stage_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = {"Ref": "AlarmTopic"}
@@ -26,7 +27,7 @@ API_DIMENSIONS = {"ApiName": {"Fn::Sub": "babysitting-booking-${Stage}"}, "Stage
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("operations") / "package-dev"
-    sam = deploy_package.package("dev", out, out=lambda _line: None)
+    sam = package.package("dev", out, out=lambda _line: None)
     return json.loads(sam.read_text())
 
 
@@ -329,15 +330,15 @@ def test_every_function_is_traced(packaged: dict) -> None:
 
 
 def test_the_packaged_template_still_passes_the_deploy_checks(packaged: dict) -> None:
-    deploy_package.check_packaged_template(packaged, deploy_settings.stage_environment("dev"))
+    templates.check_packaged_template(packaged, stage_environment("dev"))
     assert all("Type" in r for r in packaged["Resources"].values())
 
 
 def test_the_resources_stack_alone_carries_no_operations() -> None:
     # `deploy --via chalice` deploys infrastructure_template() on its own, without
     # Chalice's RestAPI and functions that operations.yaml names.
-    alone = deploy_package.infrastructure_template()["Resources"]
-    operations = load_template(deploy_package.OPERATIONS_TEMPLATE)["Resources"]
+    alone = templates.infrastructure_template()["Resources"]
+    operations = load_template(templates.OPERATIONS_TEMPLATE)["Resources"]
     assert not set(alone) & set(operations)
     assert all("Type" in r for r in alone.values())
 
@@ -347,7 +348,7 @@ def test_the_resources_stack_alone_carries_no_operations() -> None:
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_only_the_prod_table_has_deletion_protection(stage: str) -> None:
-    template = deploy_package.infrastructure_template(stage)
+    template = templates.infrastructure_template(stage)
     table = template["Resources"]["Table"]
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     condition, when_true, when_false = table["Properties"]["DeletionProtectionEnabled"]["Fn::If"]

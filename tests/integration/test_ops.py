@@ -17,7 +17,9 @@ from chalicelib.store import DynamoStore
 from chalicelib.worker import handle_decline_batch
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, sqs_event
-from tools import ops, resources
+from tools import resources
+from tools.ops import cli, redrive
+from tools.ops.reconcile import reconcile
 
 MISSING_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/no-such-queue"
 
@@ -77,7 +79,7 @@ def test_reconcile_heals_a_booking_that_committed_but_queued_nothing(api: Api, a
     assert aws.queue_depth() == 0
 
     # When reconcile runs
-    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+    report = reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
 
     # Then it queued exactly the other applicants' declines, and the worker applies them
     assert (report.jobs_scanned, report.jobs_with_leftovers, report.jobs_healed) == (1, 1, 1)
@@ -87,7 +89,7 @@ def test_reconcile_heals_a_booking_that_committed_but_queued_nothing(api: Api, a
     assert _statuses(api, "alice", job_id) == {chosen: "ACCEPTED", **dict.fromkeys(others, "DECLINED")}
 
     # And a second run finds nothing left to do
-    again = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+    again = reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
     assert (again.jobs_scanned, again.jobs_with_leftovers, again.declines_queued) == (1, 0, 0)
 
 
@@ -97,7 +99,7 @@ def test_reconcile_heals_an_expired_job_with_the_reason_of_its_state(api: Api, a
     starts = bootstrap.store().get_job(job_id).starts_at
     assert bootstrap.store().expire_job(job_id, starts) is True
 
-    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+    report = reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
 
     assert (report.jobs_scanned, report.jobs_healed, report.declines_queued) == (1, 1, 2)
     assert sorted((m["applicationId"], m["reason"]) for m in _queued(aws)) == sorted((a, "JOB_EXPIRED") for a in apps)
@@ -113,7 +115,7 @@ def test_reconcile_heals_a_booking_whose_declines_could_not_be_queued(api: Api, 
     assert api.call("GET", f"/jobs/{job_id}", user="alice").body["status"] == "CLOSED"
     bootstrap.reset()
 
-    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+    report = reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
 
     assert report.declines_queued == 3 and report.jobs_healed == 1
     _work_off_queue(aws)
@@ -127,7 +129,7 @@ def test_reconcile_leaves_open_jobs_and_finished_bookings_alone(api: Api, aws: A
     _work_off_queue(aws)
     before = aws.snapshot()
 
-    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
+    report = reconcile(bootstrap.store(), bootstrap.publisher(), out=lambda _: None)
 
     assert (report.jobs_scanned, report.jobs_with_leftovers, report.declines_queued) == (1, 0, 0)
     assert aws.snapshot() == before
@@ -139,7 +141,7 @@ def test_reconcile_dry_run_queues_nothing(api: Api, aws: Aws) -> None:
     bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
     lines: list[str] = []
 
-    report = ops.reconcile(bootstrap.store(), bootstrap.publisher(), dry_run=True, out=lines.append)
+    report = reconcile(bootstrap.store(), bootstrap.publisher(), dry_run=True, out=lines.append)
 
     assert report.jobs_with_leftovers == 1 and report.declines_queued == 0
     assert aws.queue_depth() == 0
@@ -150,7 +152,7 @@ def test_reconcile_reports_declines_it_could_not_queue(api: Api, aws: Aws) -> No
     job_id, (chosen, *_) = _job_with_applicants(api, "alice", 3)
     bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
 
-    report = ops.reconcile(bootstrap.store(), _unreachable_publisher(aws), out=lambda _: None)
+    report = reconcile(bootstrap.store(), _unreachable_publisher(aws), out=lambda _: None)
 
     assert report.jobs_healed == 0 and report.declines_queued == 0
     assert report.failures == [f"job {job_id}: 2 declines not queued"]
@@ -178,7 +180,7 @@ def test_reconcile_command_uses_the_stage_names_from_config(
     job_id, (chosen, *_) = _job_with_applicants(api, "alice", 3)
     dev_store.close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now()))
 
-    assert ops.main(["reconcile", "--stage", "dev"]) == 0
+    assert cli.main(["reconcile", "--stage", "dev"]) == 0
     out = capsys.readouterr().out
     assert "table booking-dev -> queue booking-declines-dev" in out
     summary = "1 closed or cancelled jobs scanned, 1 with PENDING leftovers, 1 healed, 2 declines queued, 0 failures"
@@ -186,7 +188,7 @@ def test_reconcile_command_uses_the_stage_names_from_config(
     assert len(_queued(aws, outputs["DeclinesQueueUrl"])) == 2
 
     # A queue that cannot be reached: the failure is reported and the exit status says so.
-    assert ops.main(["reconcile", "--stage", "dev", "--queue", "no-such-queue"]) == 1
+    assert cli.main(["reconcile", "--stage", "dev", "--queue", "no-such-queue"]) == 1
     assert "FAILED job" in capsys.readouterr().out
 
 
@@ -217,12 +219,12 @@ def test_redrive_brings_dead_letters_back_and_the_worker_declines_them(api: Api,
 
     # When redrive runs (moto has no StartMessageMoveTask: the copy fallback moves them)
     lines: list[str] = []
-    report = ops.redrive(aws.sqs, aws.queue_url, wait_seconds=0, out=lines.append)
+    report = redrive.redrive(aws.sqs, aws.queue_url, wait_seconds=0, out=lines.append)
 
     # Then every message is back on the declines queue, none left in the DLQ
     assert report.ok and report.moved == 3 and report.method == "receive, send, delete"
     assert any("not available here" in line for line in lines)
-    assert ops.depth(aws.sqs, _dlq_url(aws)) == (0, 0)
+    assert redrive.depth(aws.sqs, _dlq_url(aws)) == (0, 0)
     assert sorted(m["applicationId"] for m in _queued(aws)) == sorted(others)
     # And the worker declines them
     _work_off_queue(aws)
@@ -252,22 +254,22 @@ class _SendFails:
 def test_redrive_copy_deletes_nothing_it_could_not_send(aws: Aws) -> None:
     _dead_letter(aws, [f"message {i}" for i in range(3)])
 
-    report = ops.move_by_copy(_SendFails(aws.sqs), _dlq_url(aws), aws.queue_url, wait_seconds=0, out=lambda _: None)
+    report = redrive.move_by_copy(_SendFails(aws.sqs), _dlq_url(aws), aws.queue_url, wait_seconds=0, out=lambda _: None)
 
     assert (report.moved, report.not_sent, report.ok) == (0, 3, False)
-    assert sum(ops.depth(aws.sqs, _dlq_url(aws))) == 3  # still there, back after the visibility timeout
+    assert sum(redrive.depth(aws.sqs, _dlq_url(aws))) == 3  # still there, back after the visibility timeout
     assert aws.queue_depth() == 0
 
 
 def test_redrive_copy_keeps_the_entries_sqs_rejected(aws: Aws) -> None:
     _dead_letter(aws, [f"message {i}" for i in range(3)])
 
-    report = ops.move_by_copy(
+    report = redrive.move_by_copy(
         _SendFails(aws.sqs, fail_ids={"1"}), _dlq_url(aws), aws.queue_url, wait_seconds=0, out=lambda _: None
     )
 
     assert (report.moved, report.not_sent) == (2, 1)
-    assert sum(ops.depth(aws.sqs, _dlq_url(aws))) == 1
+    assert sum(redrive.depth(aws.sqs, _dlq_url(aws))) == 1
     assert aws.queue_depth() == 2
 
 
@@ -277,11 +279,11 @@ def test_redrive_command_uses_the_stage_names_from_config(aws: Aws, dev_stage: d
     for i in range(12):
         aws.sqs.send_message(QueueUrl=dlq, MessageBody=f"m{i}")
 
-    assert ops.main(["redrive", "--stage", "dev", "--wait-seconds", "0"]) == 0
+    assert cli.main(["redrive", "--stage", "dev", "--wait-seconds", "0"]) == 0
 
     assert "12 messages moved back" in capsys.readouterr().out
-    assert ops.depth(aws.sqs, dlq) == (0, 0)
-    assert ops.depth(aws.sqs, outputs["DeclinesQueueUrl"])[0] == 12
+    assert redrive.depth(aws.sqs, dlq) == (0, 0)
+    assert redrive.depth(aws.sqs, outputs["DeclinesQueueUrl"])[0] == 12
 
 
 # SQS's own move task, where it exists (not in moto): the calls and the polling, stubbed.
@@ -303,7 +305,9 @@ def test_redrive_follows_a_move_task_until_it_completes(aws: Aws) -> None:
             stub.add_response("list_message_move_tasks", {"Results": [task]}, {"SourceArn": DLQ_ARN, "MaxResults": 1})
         sleeps: list[float] = []
 
-        report = ops.move_with_task(sqs, DLQ_ARN, QUEUE_ARN, poll_seconds=7, sleep=sleeps.append, out=lambda _: None)
+        report = redrive.move_with_task(
+            sqs, DLQ_ARN, QUEUE_ARN, poll_seconds=7, sleep=sleeps.append, out=lambda _: None
+        )
 
         stub.assert_no_pending_responses()
     assert (report.method, report.moved, report.ok, sleeps) == ("message move task", 9, True, [7])
@@ -319,7 +323,7 @@ def test_redrive_reports_a_failed_move_task(aws: Aws) -> None:
         failed = {"Status": "FAILED", "ApproximateNumberOfMessagesMoved": 2, "FailureReason": "AccessDenied on KMS"}
         stub.add_response("list_message_move_tasks", {"Results": [failed]}, {"SourceArn": DLQ_ARN, "MaxResults": 1})
 
-        report = ops.move_with_task(sqs, DLQ_ARN, QUEUE_ARN, sleep=lambda _: None, out=lambda _: None)
+        report = redrive.move_with_task(sqs, DLQ_ARN, QUEUE_ARN, sleep=lambda _: None, out=lambda _: None)
 
     assert not report.ok and report.moved == 2 and "AccessDenied on KMS" in (report.failure or "")
 
@@ -338,5 +342,5 @@ def test_redrive_refuses_to_guess_when_the_move_task_is_denied(aws: Aws) -> None
         )
         stub.add_client_error("list_message_move_tasks", "AccessDenied", http_status_code=403)
 
-        with pytest.raises(ops.OpsError, match="--method copy"):
-            ops.redrive(sqs, "https://queue", out=lambda _: None)
+        with pytest.raises(redrive.OpsError, match="--method copy"):
+            redrive.redrive(sqs, "https://queue", out=lambda _: None)

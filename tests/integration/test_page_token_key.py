@@ -16,8 +16,8 @@ from chalicelib.page_token_keys import MAX_AGE_SECONDS, PageTokenKeySource, para
 from chalicelib.pagination import PageTokens
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Api, Aws
-from tools.deploy_secret import rotate_page_token_key
-from tools.deploy_settings import DeployError
+from tools.ops.page_token_key import rotate_page_token_key
+from tools.shared import ToolError
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
@@ -105,7 +105,7 @@ def test_step_two_waits_for_the_containers_max_age(aws: Aws) -> None:
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name=parameter_name("test"), Value=FIRST_KEY, Type="SecureString")
     rotate_page_token_key(ssm, "test", out=lambda _: None)
-    with pytest.raises(DeployError, match="wait"):
+    with pytest.raises(ToolError, match="wait"):
         rotate_page_token_key(ssm, "test", out=lambda _: None)
     later = datetime.now(UTC) + timedelta(seconds=MAX_AGE_SECONDS + 1)
     assert rotate_page_token_key(ssm, "test", now=later, out=lambda _: None) == "signing"

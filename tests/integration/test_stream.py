@@ -10,7 +10,7 @@ import pytest
 from chalicelib import bootstrap
 from tests.integration.conftest import Api, Aws, run_worker
 from tests.integration.test_faults import _error
-from tools.local_stream import StreamPoller
+from tools.local.stream import StreamPoller
 
 
 class FailAll:

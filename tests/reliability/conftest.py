@@ -28,10 +28,11 @@ import yaml
 from chalicelib import bootstrap
 from tests.e2e.conftest import RunningStack, local_stack
 from tests.payloads import job_body
-from tools.devkeys import LocalIssuer, stage_environment
-from tools.localstack import DUMMY_AWS
-from tools.stack_process import StackProcess
-from tools.token import make_token
+from tools.local.devkeys import LocalIssuer
+from tools.local.stack import DUMMY_AWS
+from tools.local.stack_process import StackProcess
+from tools.local.tokens import make_token
+from tools.shared import stage_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("RELIABILITY_SCALE", "").strip().lower() == "long"

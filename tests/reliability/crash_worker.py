@@ -2,7 +2,7 @@
 
     python -m tests.reliability.crash_worker QUEUE_URL [--crash received|mid-batch]
 
-Runs the app's SQS handler (``app.decline_worker``) through ``tools.local_worker.QueuePoller``
+Runs the app's SQS handler (``app.decline_worker``) through ``tools.local.worker.QueuePoller``
 against QUEUE_URL, with the environment it is given (the stage's variables and the
 emulators' endpoints). It prints one JSON line per event on stdout:
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here, as Lambda would: the app reads its environment on import.
     import app as app_module
     from chalicelib import bootstrap
-    from tools.local_worker import QueuePoller
+    from tools.local.worker import QueuePoller
 
     bootstrap.override(store=RecordingStore(bootstrap.store()))
     handler = app_module.decline_worker

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.reliability.conftest import FIGURES, Stack, job_body, nanny_token, parent_token, run_parallel, unique
-from tools.devkeys import LocalIssuer, ensure_keys
+from tools.local.devkeys import LocalIssuer, ensure_keys
 
 pytestmark = pytest.mark.e2e
 

@@ -43,7 +43,7 @@ from tests.reliability.conftest import (
     scaled,
     stage_env,
 )
-from tools.local_worker import QueuePoller
+from tools.local.worker import QueuePoller
 
 pytestmark = pytest.mark.e2e
 

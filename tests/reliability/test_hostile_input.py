@@ -19,7 +19,7 @@ import pytest
 
 from chalicelib.pagination import PageTokens
 from tests.reliability.conftest import FIGURES, SPEC, Stack, nanny_token, parent_token, unique
-from tools.devkeys import stage_environment
+from tools.shared import stage_environment
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """Under a lagging index, on local stacks of their own: the delayed sweep leaves no application PENDING.
 
 Each stack runs ``chalice local`` with ``LOCAL_INDEX_LAG_SECONDS`` (0.5 s, then 2 s):
-its index queries hide items written within the lag (``tools/lagging_index.py``), as a
+its index queries hide items written within the lag (``tools/local/lagging_index.py``), as a
 GSI on AWS may. The booking's first pass reads the ``jobApplications`` index, so it
 misses the applications written just before it; the sweep, queued with every booking
 and run by the stack's worker after ``SWEEP_DELAY_SECONDS``, reads the job's partition
@@ -33,8 +33,8 @@ from tests.reliability.conftest import (
     unique,
 )
 from tests.reliability.test_races import _apply_all, _book, _code, _sender
-from tools.devkeys import stage_environment
-from tools.lagging_index import ENV_VAR
+from tools.local.lagging_index import ENV_VAR
+from tools.shared import stage_environment
 
 pytestmark = pytest.mark.e2e
 

@@ -39,7 +39,7 @@ from tests.reliability.conftest import (
     unique,
 )
 from tests.reliability.test_faults import _expect_settled, _jobs
-from tools.devkeys import LocalIssuer
+from tools.local.devkeys import LocalIssuer
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from chalice import Chalice
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalDevServer
 
-from tools import chalice_local
+from tools.local import chalice_local
 
 
 def test_connections_are_served_with_nagle_off(monkeypatch: pytest.MonkeyPatch) -> None:

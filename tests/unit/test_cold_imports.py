@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tools.devkeys import PROJECT_ROOT
+from tools.shared import ROOT
 
 _REPORT = "import json, sys; {body}; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {tops!r})))"
 _HEAVY = {"jwt", "cryptography", "aws_xray_sdk", "aws_lambda_powertools"}
@@ -28,7 +28,7 @@ def _imported_after(body: str, tops: set[str] = _HEAVY) -> set[str]:
     }
     code = _REPORT.format(body=body, tops=tops)
     out = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 

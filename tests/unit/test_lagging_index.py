@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from tools import lagging_index
+from tools.local import lagging_index
 
 
 def test_it_is_off_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

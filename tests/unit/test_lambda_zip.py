@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tools.lambda_zip import optimise, uses_unchecked_pycs
+from tools.deploy.lambda_zip import optimise, uses_unchecked_pycs
 
 
 def _zip(path: Path, files: dict[str, str]) -> Path:

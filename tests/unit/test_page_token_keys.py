@@ -80,14 +80,14 @@ def test_without_either_setting_there_is_no_fallback_to_the_table_name(caplog: p
 
 
 def test_the_local_stage_keeps_its_development_key() -> None:
-    from tools.deploy_settings import stage_environment
+    from tools.shared import stage_environment
 
     local = stage_environment("local")
     assert page_token_secret(local, fetch=lambda name: pytest.fail("local reads no SSM")) == local["PAGE_TOKEN_SECRET"]
 
 
 def test_deployed_stages_name_their_parameter_for_the_api_only_and_hold_no_key() -> None:
-    from tools.deploy_settings import load_project_config, stage_environment
+    from tools.shared import load_project_config, stage_environment
 
     config = load_project_config()
     for stage in ("dev", "prod"):
@@ -98,10 +98,10 @@ def test_deployed_stages_name_their_parameter_for_the_api_only_and_hold_no_key()
 
 
 def test_the_api_policies_read_that_one_parameter() -> None:
-    from tools.deploy_settings import PROJECT_DIR
+    from tools.shared import ROOT
 
     for stage in ("dev", "prod"):
-        policy = json.loads((PROJECT_DIR / ".chalice" / f"policy-{stage}-api.json").read_text())
+        policy = json.loads((ROOT / ".chalice" / f"policy-{stage}-api.json").read_text())
         ssm = [s for s in policy["Statement"] if any(a.startswith("ssm:") for a in s["Action"])]
         assert ssm == [
             {

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.fakes.aws_session import FakeLambda, FakeSession
-from tools import preflight
-from tools.deploy_package import infrastructure_template
-from tools.deploy_settings import PROJECT_DIR, DeployError
+from tools.deploy import preflight
+from tools.deploy.settings import DeployError
+from tools.deploy.templates import infrastructure_template
+from tools.shared import ROOT
 
 DECLARED = infrastructure_template("dev")["Parameters"]
 GOOD_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "xyz", "e": "AQAB"}]}).encode()
@@ -21,7 +22,7 @@ GOOD_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "xyz", "e": "A
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / ".chalice").mkdir()
-    for path in (PROJECT_DIR / ".chalice").glob("*.json"):
+    for path in (ROOT / ".chalice").glob("*.json"):
         shutil.copy(path, tmp_path / ".chalice" / path.name)
     return tmp_path
 
@@ -31,6 +32,30 @@ def _edit(project: Path, edit: Any) -> None:
     config = json.loads(path.read_text())
     edit(config)
     path.write_text(json.dumps(config))
+
+
+class FakeLambda:
+    def __init__(self, unreserved: int, reserved: dict[str, int] | None = None, total: int = 1000) -> None:
+        self.unreserved, self.reserved, self.total = unreserved, reserved or {}, total
+
+    def get_account_settings(self) -> dict[str, Any]:
+        return {"AccountLimit": {"ConcurrentExecutions": self.total, "UnreservedConcurrentExecutions": self.unreserved}}
+
+    def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:
+        if FunctionName not in self.reserved:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetFunctionConcurrency")
+        return {"ReservedConcurrentExecutions": self.reserved[FunctionName]}
+
+
+class FakeSession:
+    region_name = "eu-west-1"
+
+    def __init__(self, lambda_client: FakeLambda) -> None:
+        self.lambda_client = lambda_client
+
+    def client(self, service: str) -> Any:
+        assert service == "lambda"
+        return self.lambda_client
 
 
 def test_the_project_s_deployable_stages_pass() -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from tools.local.stack import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from tools.ops.cli import main
+
+sys.exit(main())
