@@ -17,6 +17,9 @@ from tools.stack_process import (
 )
 from tools.stack_process import start_stack as start_stack_process
 
+# The declines of the bookings a part makes in this process: a queue of the bench's own, which the
+# stack's pollers do not read.
+BOOK_QUEUE_NAME = "bench-book-declines"
 # The environment as it was before this process wired itself to a stack: what subprocesses get.
 _STARTING_ENV = dict(os.environ)
 
