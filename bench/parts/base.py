@@ -41,8 +41,8 @@ class RunContext:
 
 
 class Part(ABC):
-    """One benchmark part. Subclasses set the three names and implement ``add_arguments`` and ``run``;
-    the other hooks default to contributing nothing."""
+    """One benchmark part. Subclasses set the three names and implement ``add_arguments``, ``estimate``
+    and ``run``; the other hooks default to contributing nothing."""
 
     number: int  # what --parts selects, and the section's number in latest.md
     name: str  # the module's name: what it measures
