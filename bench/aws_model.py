@@ -38,6 +38,20 @@ from bench.latency_model import (
     Latency,
 )
 
+# Published by the original design's write-up for its load test (50 req/s for 60 s,
+# 3000 requests each), on AWS: network round trips included. For scale, not comparable.
+ORIGINAL_PUBLISHED = {
+    "Lambda + SQS": {"requests": 3000, "p50_ms": 457.5, "p99_ms": 2723.0},
+    "Express workflow": {"requests": 3000, "p50_ms": 343.8, "p99_ms": 928.8},
+}
+# The designs as latest.md names them.
+DESIGN_LABELS = {
+    "ours": "ours",
+    "design_floor": "the design's floor",
+    "any_design_floor": "any design's floor",
+    "express_workflow": "article's Express workflow",
+    "seed_lambda": "article's Lambda",
+}
 SIZES = (1, 5, 10, 100, 1000)
 SAMPLES = 20_000
 

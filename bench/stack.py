@@ -15,6 +15,9 @@ from tools.local.stack_process import StackProcess
 from tools.local.stack_process import start_stack as start_stack_process
 from tools.shared import ROOT as PROJECT_ROOT  # noqa: F401 - re-exported for the other bench modules
 
+# The declines of the bookings a part makes in this process: a queue of the bench's own, which the
+# stack's pollers do not read.
+BOOK_QUEUE_NAME = "bench-book-declines"
 # The environment as it was before this process wired itself to a stack: what subprocesses get.
 _STARTING_ENV = dict(os.environ)
 
