@@ -7,29 +7,12 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.sqs import QUEUE_ARN, FakeSqs
 from tools.local.worker import QueuePoller, failed_message_ids
 
 pytestmark = pytest.mark.e2e
 
 QUEUE_URL = "http://127.0.0.1:1/123456789012/q"
-QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:q"
-
-
-class FakeSqs:
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-        self.retried: list[tuple[str, int]] = []
-
-    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
-        return {"Attributes": {"QueueArn": QUEUE_ARN}}
-
-    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        self.deleted += [e["ReceiptHandle"] for e in Entries]
-        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
-
-    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        self.retried += [(e["ReceiptHandle"], e["VisibilityTimeout"]) for e in Entries]
-        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
 
 
 def messages(n: int) -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
+from tests.fakes.aws_session import FakeLambda, FakeSession
 from tools.deploy import preflight
 from tools.deploy.settings import DeployError
 from tools.deploy.templates import infrastructure_template
@@ -32,30 +32,6 @@ def _edit(project: Path, edit: Any) -> None:
     config = json.loads(path.read_text())
     edit(config)
     path.write_text(json.dumps(config))
-
-
-class FakeLambda:
-    def __init__(self, unreserved: int, reserved: dict[str, int] | None = None, total: int = 1000) -> None:
-        self.unreserved, self.reserved, self.total = unreserved, reserved or {}, total
-
-    def get_account_settings(self) -> dict[str, Any]:
-        return {"AccountLimit": {"ConcurrentExecutions": self.total, "UnreservedConcurrentExecutions": self.unreserved}}
-
-    def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:
-        if FunctionName not in self.reserved:
-            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetFunctionConcurrency")
-        return {"ReservedConcurrentExecutions": self.reserved[FunctionName]}
-
-
-class FakeSession:
-    region_name = "eu-west-1"
-
-    def __init__(self, lambda_client: FakeLambda) -> None:
-        self.lambda_client = lambda_client
-
-    def client(self, service: str) -> Any:
-        assert service == "lambda"
-        return self.lambda_client
 
 
 def test_the_project_s_deployable_stages_pass() -> None:
