@@ -4,16 +4,15 @@ and the local stream poller's settlement: no I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from chalicelib.domain import EnqueueReport
 from chalicelib.events import TRANSITIONS, DomainEvent, InvalidEvent, event_of
 from chalicelib.items import serialize, state_of
 from chalicelib.mail import TEMPLATES, MailContext, Person, Recipient, _template_name, render
 from chalicelib.stream import BatchFailed, StreamProcessor, handle_stream_batch
+from tests.fakes.stream import FakeBus, FakeSweeps, Owners
 from tools.local.stream import StreamPoller, failed_sequence
 
 JOB_ID = "01JZ0000000000000000000001"
@@ -125,31 +124,6 @@ def test_a_decline_is_worded_by_its_reason_or_the_jobs_status() -> None:
 
 
 # ------------------------------------------------------------------ stream function
-
-
-class FakeBus:
-    def __init__(self, refuse: set[str] | None = None) -> None:
-        self.events: list[DomainEvent] = []
-        self.refuse = refuse or set()
-
-    def publish(self, events: Sequence[DomainEvent]) -> set[str]:
-        self.events.extend(events)
-        return {e.event_id for e in events if e.event_type in self.refuse}
-
-
-class FakeSweeps:
-    def __init__(self, fail: bool = False) -> None:
-        self.jobs: list[str] = []
-        self.fail = fail
-
-    def publish(self, job_id: str, application_ids: Sequence[str], *, sweep_after: int | None = None) -> EnqueueReport:
-        self.jobs.append(job_id)
-        return EnqueueReport(sweep_failed=self.fail)
-
-
-class Owners:
-    def owner_of(self, job_id: str) -> str | None:
-        return "alice"
 
 
 class Counts:
