@@ -12,7 +12,8 @@ from chalicelib.events import TRANSITIONS, DomainEvent, InvalidEvent, event_of
 from chalicelib.items import serialize, state_of
 from chalicelib.mail import TEMPLATES, MailContext, Person, Recipient, _template_name, render
 from chalicelib.stream import BatchFailed, StreamProcessor, handle_stream_batch
-from tests.fakes.stream import FakeBus, FakeSweeps, Owners
+from tests.fakes.metrics import CountingMetrics
+from tests.fakes.stream import FakeBus, FakeStream, FakeSweeps, Owners
 from tools.local.stream import StreamPoller, failed_sequence
 
 JOB_ID = "01JZ0000000000000000000001"
@@ -126,16 +127,8 @@ def test_a_decline_is_worded_by_its_reason_or_the_jobs_status() -> None:
 # ------------------------------------------------------------------ stream function
 
 
-class Counts:
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def count(self, name: str, value: int = 1) -> None:
-        self.values[name] = self.values.get(name, 0) + value
-
-
-def processor(bus: FakeBus, sweeps: FakeSweeps, metrics: Counts | None = None) -> StreamProcessor:
-    return StreamProcessor(state_of, Owners(), bus, sweeps, metrics=metrics or Counts())
+def processor(bus: FakeBus, sweeps: FakeSweeps, metrics: CountingMetrics | None = None) -> StreamProcessor:
+    return StreamProcessor(state_of, Owners(), bus, sweeps, metrics=metrics or CountingMetrics())
 
 
 BOOKING = [
@@ -145,22 +138,22 @@ BOOKING = [
 
 
 def test_a_job_leaving_open_queues_its_sweep_and_each_change_an_event() -> None:
-    bus, sweeps, metrics = FakeBus(), FakeSweeps(), Counts()
+    bus, sweeps, metrics = FakeBus(), FakeSweeps(), CountingMetrics()
     result = handle_stream_batch({"Records": BOOKING}, processor(bus, sweeps, metrics), partial_responses=True)
     assert result == {"batchItemFailures": []}
     assert sweeps.jobs == [JOB_ID]
     assert [e.event_type for e in bus.events] == ["JobBooked", "ApplicationAccepted"]
-    assert metrics.values["EventsPublished"] == 2 and metrics.values["HealingSweepsQueued"] == 1
+    assert metrics.counts["EventsPublished"] == 2 and metrics.counts["HealingSweepsQueued"] == 1
 
 
 def test_a_poison_record_is_skipped_not_retried() -> None:
     poison = {"dynamodb": {"SequenceNumber": "0", "NewImage": {"type": {"S": "JOB"}}}}  # no jobId
-    bus, metrics = FakeBus(), Counts()
+    bus, metrics = FakeBus(), CountingMetrics()
     result = handle_stream_batch(
         {"Records": [poison, *BOOKING]}, processor(bus, FakeSweeps(), metrics), partial_responses=True
     )
     assert result == {"batchItemFailures": []}
-    assert metrics.values["StreamRecordsSkipped"] == 1 and len(bus.events) == 2
+    assert metrics.counts["StreamRecordsSkipped"] == 1 and len(bus.events) == 2
 
 
 def test_failures_are_reported_per_record_or_fail_the_whole_batch() -> None:
@@ -176,27 +169,6 @@ def test_failures_are_reported_per_record_or_fail_the_whole_batch() -> None:
 
 
 # ------------------------------------------------------------------ the local poller
-
-
-class FakeStream:
-    def __init__(self, records: list[dict[str, Any]]) -> None:
-        self.records = records
-
-    def describe_stream(self, StreamArn: str) -> dict[str, Any]:
-        return {"StreamDescription": {"Shards": [{"ShardId": "shard-1"}]}}
-
-    def get_shard_iterator(self, **params: Any) -> dict[str, Any]:
-        after = params.get("SequenceNumber")
-        start = (
-            0
-            if after is None
-            else next(i for i, r in enumerate(self.records) if r["dynamodb"]["SequenceNumber"] == after) + 1
-        )
-        return {"ShardIterator": str(start)}
-
-    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
-        start = int(ShardIterator)
-        return {"Records": self.records[start : start + Limit]}
 
 
 def _records(n: int) -> list[dict[str, Any]]:
