@@ -11,7 +11,6 @@ moto's CloudFormation creates no Cognito resources, so the pool's outputs are st
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,8 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fakes.aws_session import FakeSession, RecordingLambda
+from tests.fakes.chalice_cli import FakeChalice, deployed_resources, worker_subscription
 from tools.deploy import cfn_stack, chalice_cli, destroy, preflight, settings, via_chalice
 from tools.deploy.settings import DeployError
 from tools.resources import load_template
@@ -175,94 +175,11 @@ def test_the_local_stage_is_not_deployable() -> None:
 # ------------------------------------------------- partial batch responses
 
 
-def _worker_subscription(
-    session: boto3.session.Session, stage: str = "dev", env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
-    iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = settings.function_name("babysitting-booking", stage, "decline_worker")
-    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("app.py", "def decline_worker(event, context):\n    return {}\n")
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.decline_worker",
-        Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": env or {}},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
-    return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
-
-
-def _stream_subscription(session: boto3.session.Session, stage: str, env: dict[str, str]) -> dict[str, Any]:
-    """What `chalice deploy` creates for the stream function: its function and the table's subscription."""
-    lam = session.client("lambda")
-    name = settings.function_name("babysitting-booking", stage, "table_stream")
-    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("app.py", "def table_stream(event, context):\n    return {}\n")
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.table_stream",
-        Code={"ZipFile": code.getvalue()},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(
-        EventSourceArn=env["TABLE_STREAM_ARN"], FunctionName=name, BatchSize=100, StartingPosition="TRIM_HORIZON"
-    )
-    return {"function_arn": function_arn, "stream_arn": env["TABLE_STREAM_ARN"], **mapping}
-
-
-def _deployed(
-    sub: dict[str, Any],
-    url: str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
-    stream: dict[str, Any] | None = None,
-) -> dict:
-    """.chalice/deployed/<stage>.json as Chalice 1.34 writes it (abridged to the workers and the API)."""
-    streams = (
-        [
-            {
-                "name": "table_stream-dynamodb-event-source",
-                "resource_type": "dynamodb_event",
-                "stream_arn": stream["stream_arn"],
-                "event_uuid": stream["UUID"],
-                "lambda_arn": stream["function_arn"],
-            }
-        ]
-        if stream
-        else []
-    )
-    return {
-        "resources": [
-            *streams,
-            {"name": "decline_worker", "resource_type": "lambda_function", "lambda_arn": sub["function_arn"]},
-            {
-                "name": "decline_worker-sqs-event-source",
-                "resource_type": "sqs_event",
-                "queue_arn": sub["queue_arn"],
-                "event_uuid": sub["UUID"],
-                "queue": sub["queue"],
-                "lambda_arn": sub["function_arn"],
-            },
-            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123", "rest_api_url": url},
-        ],
-        "schema_version": "2.0",
-        "backend": "api",
-    }
-
-
 def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.Session) -> None:
-    sub = _worker_subscription(moto)
+    sub = worker_subscription(moto)
     lam = moto.client("lambda")
     assert not lam.get_event_source_mapping(UUID=sub["UUID"]).get("FunctionResponseTypes")
-    uuid = via_chalice.worker_event_source_uuid(_deployed(sub), "booking-declines-dev")
+    uuid = via_chalice.worker_event_source_uuid(deployed_resources(sub), "booking-declines-dev")
     assert uuid == sub["UUID"]
 
     mapping = via_chalice.enable_partial_batch_responses(lam, uuid, poll=0, out=_quiet)
@@ -275,24 +192,11 @@ def test_partial_batch_responses_are_enabled_and_read_back(moto: boto3.session.S
     assert any("already set" in line for line in lines) and any("verified" in line for line in lines)
 
 
-class _IgnoresUpdates:
-    """A Lambda client whose updates are accepted and not applied."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def update_event_source_mapping(self, **_: Any) -> dict:
-        return {}
-
-
 def test_a_setting_that_does_not_read_back_fails_the_deploy(moto: boto3.session.Session) -> None:
-    sub = _worker_subscription(moto)
+    sub = worker_subscription(moto)
     with pytest.raises(DeployError, match="failed declines would be deleted"):
         via_chalice.enable_partial_batch_responses(
-            _IgnoresUpdates(moto.client("lambda")), sub["UUID"], poll=0, out=_quiet
+            RecordingLambda(moto.client("lambda"), apply_mapping_updates=False), sub["UUID"], poll=0, out=_quiet
         )
 
 
@@ -306,7 +210,7 @@ def test_an_unknown_mapping_fails_the_deploy(moto: boto3.session.Session) -> Non
 def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
     sub = {"function_arn": "arn:aws:lambda:r:1:function:babysitting-booking-dev-decline_worker", "UUID": "u"}
     sub |= {"queue_arn": "arn:aws:sqs:r:1:booking-declines-dev", "queue": "booking-declines-dev"}
-    deployed = _deployed(sub)
+    deployed = deployed_resources(sub)
     with pytest.raises(DeployError, match="found 0"):
         via_chalice.worker_event_source_uuid(deployed, "booking-declines-prod")
     deployed["resources"].append(dict(deployed["resources"][1], name="copy"))
@@ -316,33 +220,6 @@ def test_the_worker_subscription_must_be_in_the_deployed_resources() -> None:
 
 
 # ---------------------------------------------------------- deploy, destroy
-
-
-class FakeChalice:
-    """Stands in for the chalice CLI: records commands; `deploy` does what Chalice would."""
-
-    def __init__(self, session: boto3.session.Session, project: Path, exit_code: int = 0) -> None:
-        self.session, self.project, self.exit_code = session, project, exit_code
-        self.commands: list[list[str]] = []
-        self.stage_env: dict[str, str] = {}
-
-    def __call__(self, command: Sequence[str], extra_env: dict[str, str]) -> int:
-        self.commands.append(list(command))
-        if self.exit_code:
-            return self.exit_code
-        if "deploy" in command:
-            stage = command[command.index("--stage") + 1]
-            # The function's environment: config.json's, plus what the wrapper adds.
-            self.stage_env = json.loads(extra_env.get(chalice_cli.STAGE_ENV_VARIABLE, "{}"))
-            env = {**stage_environment(stage, project_dir=self.project), **self.stage_env}
-            sub = _worker_subscription(self.session, stage, env)
-            stream = _stream_subscription(self.session, stage, env)
-            deployed = self.project / ".chalice" / "deployed"
-            deployed.mkdir(exist_ok=True)
-            (deployed / f"{stage}.json").write_text(json.dumps(_deployed(sub, stream=stream)))
-        if "delete" in command:
-            (self.project / ".chalice" / "deployed" / "dev.json").unlink()
-        return 0
 
 
 WORKER = "babysitting-booking-dev-decline_worker"
@@ -395,60 +272,29 @@ def test_deploy_runs_the_four_steps_and_prints_the_api_url(
     )
 
 
-class _RecordingLambda:
-    """A Lambda client that records the calls that change or read back the worker's setup."""
-
-    WATCHED = ("update_event_source_mapping", "get_event_source_mapping", "update_function_configuration")
-
-    def __init__(self, real: Any, calls: list[str], apply_mapping_updates: bool = True) -> None:
-        self._real, self._calls, self._apply = real, calls, apply_mapping_updates
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._real, name)
-        if name not in self.WATCHED:
-            return attr
-
-        def call(**kwargs: Any) -> Any:
-            self._calls.append(name)
-            if name == "update_event_source_mapping" and not self._apply:
-                return {}
-            return attr(**kwargs)
-
-        return call
-
-
-class _Session:
-    def __init__(self, real: boto3.session.Session, lambda_client: Any) -> None:
-        self._real, self._lambda = real, lambda_client
-        self.region_name = real.region_name
-
-    def client(self, service: str) -> Any:
-        return self._lambda if service == "lambda" else self._real.client(service)
-
-
 def test_the_flag_follows_the_verified_subscription(
     moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
 ) -> None:
-    calls: list[str] = []
-    session = _Session(moto, _RecordingLambda(moto.client("lambda"), calls))
+    lam = RecordingLambda(moto.client("lambda"))
+    session = FakeSession(lam, real=moto)
 
     via_chalice.deploy_via_chalice(
         "dev", session=session, run=FakeChalice(moto, project), project_dir=project, wait_delay=0.1, out=_quiet
     )
 
     # The worker's environment changes once, after the mapping was set and read back.
-    assert calls.count("update_function_configuration") == 1
-    flag_at = calls.index("update_function_configuration")
-    assert "update_event_source_mapping" in calls[:flag_at]
-    assert calls[flag_at - 1] == "get_event_source_mapping"
+    assert lam.calls.count("update_function_configuration") == 1
+    flag_at = lam.calls.index("update_function_configuration")
+    assert "update_event_source_mapping" in lam.calls[:flag_at]
+    assert lam.calls[flag_at - 1] == "get_event_source_mapping"
 
 
 def test_a_subscription_that_ignores_reports_leaves_the_worker_failing_whole_batches(
     moto: boto3.session.Session, project: Path, pool_outputs: dict[str, str]
 ) -> None:
     # Given a Lambda that accepts the mapping update without applying it
-    calls: list[str] = []
-    session = _Session(moto, _RecordingLambda(moto.client("lambda"), calls, apply_mapping_updates=False))
+    lam = RecordingLambda(moto.client("lambda"), apply_mapping_updates=False)
+    session = FakeSession(lam, real=moto)
 
     # When the chalice path deploys
     with pytest.raises(DeployError, match="failed declines would be deleted"):
@@ -457,7 +303,7 @@ def test_a_subscription_that_ignores_reports_leaves_the_worker_failing_whole_bat
         )
 
     # Then the worker never learnt it may report partial failures
-    assert "update_function_configuration" not in calls
+    assert "update_function_configuration" not in lam.calls
     assert "DECLINES_PARTIAL_BATCH_RESPONSES" not in _worker_env(moto)
 
 
