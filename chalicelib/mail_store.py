@@ -1,7 +1,8 @@
 """What the stream and the mailer read and write in the table: a job's owner, the context
 of an email, and the receipts that make each email go out once.
 
-Part of ``DynamoStore`` (``store.py``), as ``transitions.py`` is; keys come from ``items.py``.
+Part of ``DynamoStore`` (``store.py``), as ``transitions.py`` is; keys come from ``items.py``,
+the calls go through ``dynamo.Table``.
 """
 
 from __future__ import annotations
@@ -27,21 +28,22 @@ def _text(item: dict[str, Any], name: str) -> str | None:
 
 
 class MailRecords:
-    """Mixed into ``DynamoStore``: needs ``self._t`` (a ``dynamo.Table``)."""
+    """Reads and writes a job's owner, an email's context and its receipts in one table."""
 
-    _t: Table
+    def __init__(self, table: Table) -> None:
+        self._table = table
 
     def owner_of(self, job_id: str) -> str | None:
-        item = self._t.get(it.job_key(job_id))
+        item = self._table.get(it.job_key(job_id))
         return _text(item, "owner") if item else None
 
     def mail_context(self, job_id: str, application_id: str | None) -> MailContext | None:
-        job = self._t.get(it.job_key(job_id))
+        job = self._table.get(it.job_key(job_id))
         if not job:
             return None
         applicant = None
         if application_id is not None:
-            app = self._t.get(it.application_key(job_id, application_id))
+            app = self._table.get(it.application_key(job_id, application_id))
             if not app:
                 return None
             applicant = Person(_text(app, "applicant"), _text(app, "applicantName"), _text(app, "applicantEmail"))
@@ -56,9 +58,9 @@ class MailRecords:
     def claim_mail(self, event_id: str, recipient: str, *, lease_seconds: int) -> ClaimState:
         now = int(time.time())
         try:
-            self._t.api_call(
+            self._table.api_call(
                 "put_item",
-                TableName=self._t.name,
+                TableName=self._table.name,
                 Item={
                     **it.mail_receipt_key(event_id, recipient),
                     "type": _s("MAIL_RECEIPT"),
@@ -82,9 +84,9 @@ class MailRecords:
         return ClaimState.CLAIMED
 
     def mark_mail_sent(self, event_id: str, recipient: str) -> None:
-        self._t.api_call(
+        self._table.api_call(
             "update_item",
-            TableName=self._t.name,
+            TableName=self._table.name,
             Key=it.mail_receipt_key(event_id, recipient),
             UpdateExpression="SET #state = :outcome REMOVE claimedUntil",
             ExpressionAttributeNames={"#state": "state"},
@@ -94,9 +96,9 @@ class MailRecords:
     def release_mail(self, event_id: str, recipient: str) -> None:
         """Gives a claim back after a failed send, so that the retry need not wait for the lease."""
         try:
-            self._t.api_call(
+            self._table.api_call(
                 "delete_item",
-                TableName=self._t.name,
+                TableName=self._table.name,
                 Key=it.mail_receipt_key(event_id, recipient),
                 ConditionExpression="#state = :sending",
                 ExpressionAttributeNames={"#state": "state"},

@@ -26,13 +26,6 @@ from chalicelib.store_reads import Reads
 from chalicelib.transitions import Transitions
 
 
-class _TableMailRecords(MailRecords):
-    """``MailRecords`` reads its table from ``self._t``: given here, so the store needs no such attribute."""
-
-    def __init__(self, table: Table) -> None:
-        self._t = table
-
-
 class DynamoStore:
     """Reads and writes jobs and applications in one table."""
 
@@ -51,7 +44,7 @@ class DynamoStore:
         self._postings = Postings(self._table)
         self._transitions = Transitions(self._table, monotonic=monotonic)
         self._reads = Reads(self._table)
-        self._mail = _TableMailRecords(self._table)
+        self._mail = MailRecords(self._table)
 
     # ----------------------------------------------------------------- jobs
 
