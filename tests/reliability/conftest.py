@@ -152,6 +152,16 @@ class Stack(StackProcess):
         assert resp.status_code == status, f"{method} {path}: {resp.status_code} {resp.text}"
         return resp.json()
 
+    def send(self, method: str, path: str, token: str, body: Any) -> requests.Response:
+        """``call`` with a JSON body, its arguments in the order ``run_parallel``'s tuples give them."""
+        return self.call(method, path, token, json=body)
+
+    def post(self, path: str, token: str, body: Any) -> requests.Response:
+        return self.send("POST", path, token, body)
+
+    def book(self, token: str, job_id: str, application_id: str) -> requests.Response:
+        return self.post(f"/jobs/{job_id}/book", token, {"applicationId": application_id})
+
     def create_job(self, token: str, **fields: Any) -> dict[str, Any]:
         return self.ok("POST", "/jobs", token, 201, json=job_body(**fields))
 
@@ -313,6 +323,26 @@ def parent_token(user: str | None = None) -> str:
 
 def nanny_token(user: str | None = None) -> str:
     return make_token(user or unique("nanny"), "nanny")
+
+
+def answer_code(resp: Any) -> str:
+    """An answer as "<status> <code>" (or the exception returned in its place), to count and report."""
+    if isinstance(resp, BaseException):
+        return f"exception {type(resp).__name__}: {resp}"
+    try:
+        return f"{resp.status_code} {resp.json().get('code', '')}".strip()
+    except ValueError:
+        return f"{resp.status_code} (not JSON)"
+
+
+def applications(stack: Stack, job_id: str, count: int) -> list[tuple[str, str]]:
+    """``count`` nannies apply, concurrently: (their token, their application id)."""
+    tokens = [nanny_token() for _ in range(count)]
+    results = run_parallel(lambda t: stack.apply(t, job_id), [(t,) for t in tokens], barrier=False, stack=stack)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [(t, r["applicationId"]) for t, r in zip(tokens, results, strict=True)]
 
 
 def run_parallel(

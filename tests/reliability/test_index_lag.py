@@ -26,13 +26,14 @@ from tests.e2e.conftest import local_stack
 from tests.reliability.conftest import (
     FIGURES,
     Stack,
+    answer_code,
+    applications,
     nanny_token,
     parent_token,
     run_parallel,
     scaled,
     unique,
 )
-from tests.reliability.test_races import _apply_all, _book, _code, _sender
 from tools.local.lagging_index import ENV_VAR
 from tools.shared import stage_environment
 
@@ -97,25 +98,25 @@ def test_applications_the_booking_did_not_see_are_declined_by_the_sweep(lagging:
     for round_ in range(ROUNDS):
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        chosen, *early = _apply_all(stack, job_id, EARLY)
+        chosen, *early = [a for _, a in applications(stack, job_id, EARLY)]
         nannies = [unique("late") for _ in range(LATE)]
 
         calls = [("POST", f"/jobs/{job_id}/book", parent, {"applicationId": chosen})]
         calls += [("POST", f"/jobs/{job_id}/applications", nanny_token(n), {}) for n in nannies]
-        replies = run_parallel(_sender(stack), calls, stack=stack)
+        replies = run_parallel(stack.send, calls, stack=stack)
 
         booking, applies = replies[0], replies[1:]
         for _ in range(10):
             if getattr(booking, "status_code", None) != 409 or booking.json()["code"] != "CONCURRENT_UPDATE":
                 break
-            booking = _book(stack, parent, job_id, chosen)  # the documented answer to a conflict
+            booking = stack.book(parent, job_id, chosen)  # the documented answer to a conflict
         last_booking = time.monotonic()
         if getattr(booking, "status_code", None) != 200:
-            problems.append(f"round {round_}: the booking got {_code(booking)}")
+            problems.append(f"round {round_}: the booking got {answer_code(booking)}")
             continue
         landed = set()
         for r in applies:
-            outcome = _code(r)
+            outcome = answer_code(r)
             outcomes[outcome] += 1
             if outcome == "201":
                 landed.add(r.json()["applicationId"])

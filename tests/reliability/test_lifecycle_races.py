@@ -15,13 +15,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-import requests
 
 from tests.reliability.conftest import (
     FIGURES,
     LONG,
     Stack,
-    nanny_token,
+    answer_code,
+    applications,
     parent_token,
     run_parallel,
     scaled,
@@ -32,32 +32,6 @@ pytestmark = pytest.mark.e2e
 SEED = random.randrange(1 << 30) if LONG else 20240602
 PACE = 10  # rounds between waits for the worker to empty the queue
 AREA = "lifecycle races"
-
-
-def _applications(stack: Stack, job_id: str, count: int) -> list[tuple[str, str]]:
-    """``count`` nannies apply, concurrently: (their token, their application id)."""
-    tokens = [nanny_token() for _ in range(count)]
-    results = run_parallel(lambda t: stack.apply(t, job_id), [(t,) for t in tokens], barrier=False, stack=stack)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return [(t, r["applicationId"]) for t, r in zip(tokens, results, strict=True)]
-
-
-def _send(stack: Stack) -> Any:
-    def send(path: str, token: str, body: Any) -> requests.Response:
-        return stack.call("POST", path, token, json=body)
-
-    return send
-
-
-def _code(resp: Any) -> str:
-    if isinstance(resp, BaseException):
-        return f"exception {type(resp).__name__}: {resp}"
-    try:
-        return f"{resp.status_code} {resp.json().get('code', '')}".strip()
-    except ValueError:
-        return f"{resp.status_code} (not JSON)"
 
 
 def _job(stack: Stack, job_id: str) -> dict[str, str]:
@@ -77,29 +51,31 @@ def test_cancels_racing_bookings_have_exactly_one_kind_of_winner(stack: Stack) -
             stack.wait_queue_empty()
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        apps = [a for _, a in _applications(stack, job_id, rng.randint(2, 4))]
+        apps = [a for _, a in applications(stack, job_id, rng.randint(2, 4))]
         bookings = [(f"/jobs/{job_id}/book", parent, {"applicationId": a}) for a in apps]
         cancels = [(f"/jobs/{job_id}/cancel", parent, {"reason": f"race {race}"})] * rng.randint(1, 3)
         calls = bookings + cancels
         rng.shuffle(calls)
 
-        replies = run_parallel(_send(stack), calls, stack=stack)
+        replies = run_parallel(stack.post, calls, stack=stack)
 
         FIGURES.add(AREA, "cancel-vs-book races")
         FIGURES.add(AREA, "cancel-vs-book requests", len(calls))
         booked = [c[2]["applicationId"] for c, r in zip(calls, replies, strict=True) if c in bookings and _ok(r)]
         cancelled = sum(1 for c, r in zip(calls, replies, strict=True) if c in cancels and _ok(r))
-        codes.update(f"{'book' if c in bookings else 'cancel'} {_code(r)}" for c, r in zip(calls, replies, strict=True))
+        codes.update(
+            f"{'book' if c in bookings else 'cancel'} {answer_code(r)}" for c, r in zip(calls, replies, strict=True)
+        )
         if len(booked) > 1:
             FIGURES.add(AREA, "double bookings")
             problems.append(f"race {race}: {len(booked)} bookings won")
         elif not booked and not cancelled:
             FIGURES.add(AREA, "races without a winner")
-            problems.append(f"race {race}: no winner: {[_code(r) for r in replies]}")
+            problems.append(f"race {race}: no winner: {[answer_code(r) for r in replies]}")
         for c, r in zip(calls, replies, strict=True):
             won = (c in bookings and booked == [c[2]["applicationId"]]) or (c in cancels and cancelled)
-            if not won and _code(r) not in ("409 JOB_NOT_OPEN", "409 CONCURRENT_UPDATE"):
-                problems.append(f"race {race}: a loser got {_code(r)}")
+            if not won and answer_code(r) not in ("409 JOB_NOT_OPEN", "409 CONCURRENT_UPDATE"):
+                problems.append(f"race {race}: a loser got {answer_code(r)}")
         expected[job_id] = (booked[0] if booked else None, set(apps), bool(cancelled))
 
     settled = stack.wait_settled(expected, AREA)
@@ -138,7 +114,7 @@ def test_a_withdrawal_racing_the_booking_of_the_same_application_has_one_winner(
             stack.wait_queue_empty()
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        (nanny, raced), (_, other), (_, third) = _applications(stack, job_id, 3)
+        (nanny, raced), (_, other), (_, third) = applications(stack, job_id, 3)
         calls = [
             (f"/jobs/{job_id}/book", parent, {"applicationId": raced}),
             (f"/jobs/{job_id}/applications/{raced}/withdraw", nanny, {}),
@@ -146,15 +122,17 @@ def test_a_withdrawal_racing_the_booking_of_the_same_application_has_one_winner(
         if race % 2:
             calls.reverse()
 
-        replies = run_parallel(_send(stack), calls, stack=stack)
+        replies = run_parallel(stack.post, calls, stack=stack)
 
         FIGURES.add(AREA, "withdraw-vs-book races")
         by_kind = {("book" if c[0].endswith("/book") else "withdraw"): r for c, r in zip(calls, replies, strict=True)}
-        codes.update(f"{kind} {_code(r)}" for kind, r in by_kind.items())
+        codes.update(f"{kind} {answer_code(r)}" for kind, r in by_kind.items())
         booked, withdrawn = _ok(by_kind["book"]), _ok(by_kind["withdraw"])
         if not booked and not withdrawn:
             FIGURES.add(AREA, "withdraw-vs-book with neither winning")
-            problems.append(f"race {race}: book {_code(by_kind['book'])}, withdraw {_code(by_kind['withdraw'])}")
+            problems.append(
+                f"race {race}: book {answer_code(by_kind['book'])}, withdraw {answer_code(by_kind['withdraw'])}"
+            )
             continue
         if booked and withdrawn:
             # booked first, then the nanny backed out: the job is OPEN again, the others declined
@@ -165,13 +143,13 @@ def test_a_withdrawal_racing_the_booking_of_the_same_application_has_one_winner(
             expected[job_id] = {raced: "WITHDRAWN", other: "DECLINED", third: "DECLINED"}
             continue
         loser = by_kind["withdraw" if booked else "book"]
-        if _code(loser) not in ("409 APPLICATION_NOT_PENDING", "409 CONCURRENT_UPDATE"):
-            problems.append(f"race {race}: the loser got {_code(loser)}")
+        if answer_code(loser) not in ("409 APPLICATION_NOT_PENDING", "409 CONCURRENT_UPDATE"):
+            problems.append(f"race {race}: the loser got {answer_code(loser)}")
         if withdrawn:
             # the parent books someone else: the worker must leave the withdrawn one alone
             follow = stack.call("POST", f"/jobs/{job_id}/book", parent, json={"applicationId": other})
             if follow.status_code != 200:
-                problems.append(f"race {race}: booking another after a withdrawal got {_code(follow)}")
+                problems.append(f"race {race}: booking another after a withdrawal got {answer_code(follow)}")
                 continue
         FIGURES.add(AREA, "won by the booking" if booked else "won by the withdrawal")
         if booked:

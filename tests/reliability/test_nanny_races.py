@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.reliability.conftest import (
     FIGURES,
     LONG,
     Stack,
+    answer_code,
     nanny_token,
     parent_token,
     run_parallel,
@@ -34,22 +34,6 @@ AREA = "nanny races"
 
 def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
-
-
-def _code(resp: Any) -> str:
-    if isinstance(resp, BaseException):
-        return f"exception {type(resp).__name__}: {resp}"
-    try:
-        return f"{resp.status_code} {resp.json().get('code', '')}".strip()
-    except ValueError:
-        return f"{resp.status_code} (not JSON)"
-
-
-def _post(stack: Stack) -> Any:
-    def send(path: str, token: str, body: Any) -> Any:
-        return stack.call("POST", path, token, json=body)
-
-    return send
 
 
 def _calendar(stack: Stack, applicant: str) -> set[str]:
@@ -80,24 +64,24 @@ def test_parents_booking_one_nanny_for_overlapping_jobs_at_once_get_exactly_one(
             jobs.append((parent, job_id, stack.apply(nanny, job_id)["applicationId"]))
         calls = [(f"/jobs/{job_id}/book", parent, {"applicationId": app}) for parent, job_id, app in jobs]
 
-        replies = run_parallel(_post(stack), calls, stack=stack)
+        replies = run_parallel(stack.post, calls, stack=stack)
 
         FIGURES.add(AREA, "overlap races")
         FIGURES.add(AREA, "overlap bookings sent", len(calls))
-        codes.update(_code(r) for r in replies)
-        won = [job_id for (_, job_id, _), r in zip(jobs, replies, strict=True) if _code(r) == "200"]
+        codes.update(answer_code(r) for r in replies)
+        won = [job_id for (_, job_id, _), r in zip(jobs, replies, strict=True) if answer_code(r) == "200"]
         if len(won) != 1:
             FIGURES.add(AREA, "races without exactly one booking")
-            problems.append(f"race {race}: {len(won)} bookings won: {[_code(r) for r in replies]}")
+            problems.append(f"race {race}: {len(won)} bookings won: {[answer_code(r) for r in replies]}")
             continue
         for (_, job_id, _), r in zip(jobs, replies, strict=True):
             if job_id in won:
                 continue
-            if _code(r) == "409 NANNY_UNAVAILABLE":
+            if answer_code(r) == "409 NANNY_UNAVAILABLE":
                 if r.json()["details"]["jobId"] != won[0]:
                     problems.append(f"race {race}: refused naming {r.json()['details']['jobId']}, not {won[0]}")
-            elif _code(r) != "409 CONCURRENT_UPDATE":
-                problems.append(f"race {race}: a loser got {_code(r)}")
+            elif answer_code(r) != "409 CONCURRENT_UPDATE":
+                problems.append(f"race {race}: a loser got {answer_code(r)}")
         statuses = Counter(stack.job_item(job_id)["status"]["S"] for _, job_id, _ in jobs)
         calendar = _calendar(stack, _applicant(stack, jobs[0][1], jobs[0][2]))
         if statuses != Counter({"CLOSED": 1, "OPEN": len(jobs) - 1}) or calendar != set(won):
@@ -125,15 +109,15 @@ def test_a_cancel_racing_the_booked_nanny_s_withdrawal_has_one_winner(stack: Sta
         if race % 2:
             calls.reverse()
 
-        replies = run_parallel(_post(stack), calls, stack=stack)
+        replies = run_parallel(stack.post, calls, stack=stack)
 
         FIGURES.add(AREA, "cancel-vs-withdraw races")
         kinds = ["cancel" if c[0].endswith("/cancel") else "withdraw" for c in calls]
         by_kind = dict(zip(kinds, replies, strict=True))
-        codes.update(f"{kind} {_code(r)}" for kind, r in by_kind.items())
+        codes.update(f"{kind} {answer_code(r)}" for kind, r in by_kind.items())
         app = stack.statuses(job_id)[app_id]
         job = stack.job_item(job_id)["status"]["S"]
-        cancel, withdraw = _code(by_kind["cancel"]), _code(by_kind["withdraw"])
+        cancel, withdraw = answer_code(by_kind["cancel"]), answer_code(by_kind["withdraw"])
         if app == "CANCELLED" and job == "CANCELLED" and withdraw.startswith("409"):
             FIGURES.add(AREA, "won by the cancel")
         elif app == "WITHDRAWN" and withdraw == "200" and cancel.startswith("409") and job == "OPEN":

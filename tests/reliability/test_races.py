@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any
 
 import pytest
-import requests
 
 from tests.reliability.conftest import (
     FIGURES,
     LONG,
     Stack,
+    answer_code,
+    applications,
     nanny_token,
     parent_token,
     run_parallel,
@@ -28,36 +28,6 @@ pytestmark = pytest.mark.e2e
 
 SEED = random.randrange(1 << 30) if LONG else 20240601
 PACE = 10  # rounds between waits for the worker to empty the queue
-
-
-def _apply_all(stack: Stack, job_id: str, count: int) -> list[str]:
-    """``count`` nannies apply, concurrently; their application ids."""
-    tokens = [nanny_token() for _ in range(count)]
-    results = run_parallel(lambda t: stack.apply(t, job_id), [(t,) for t in tokens], barrier=False, stack=stack)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return [r["applicationId"] for r in results]
-
-
-def _book(stack: Stack, token: str, job_id: str, application_id: str) -> requests.Response:
-    return stack.call("POST", f"/jobs/{job_id}/book", token, json={"applicationId": application_id})
-
-
-def _sender(stack: Stack) -> Any:
-    def send(method: str, path: str, token: str, body: Any) -> requests.Response:
-        return stack.call(method, path, token, json=body)
-
-    return send
-
-
-def _code(resp: Any) -> str:
-    if isinstance(resp, BaseException):
-        return f"exception {type(resp).__name__}: {resp}"
-    try:
-        return f"{resp.status_code} {resp.json().get('code', '')}".strip()
-    except ValueError:
-        return f"{resp.status_code} (not JSON)"
 
 
 def _wrong_final_states(
@@ -86,19 +56,19 @@ def test_concurrent_bookings_of_one_job_have_exactly_one_winner(stack: Stack) ->
             stack.wait_queue_empty()  # let the worker catch up: the queue stays short
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        apps = _apply_all(stack, job_id, rng.randint(10, 20))
+        apps = [a for _, a in applications(stack, job_id, rng.randint(10, 20))]
 
         replies = run_parallel(
-            _sender(stack), [("POST", f"/jobs/{job_id}/book", parent, {"applicationId": a}) for a in apps], stack=stack
+            stack.send, [("POST", f"/jobs/{job_id}/book", parent, {"applicationId": a}) for a in apps], stack=stack
         )
 
-        codes.update(_code(r) for r in replies)
+        codes.update(answer_code(r) for r in replies)
         winners = [a for a, r in zip(apps, replies, strict=True) if getattr(r, "status_code", None) == 200]
         FIGURES.add("races", "booking races")
         FIGURES.add("races", "booking requests", len(apps))
         if len(winners) != 1:
             FIGURES.add("races", "double bookings" if winners else "races without a winner")
-            problems.append(f"race {race}: {len(winners)} winners: {[_code(r) for r in replies]}")
+            problems.append(f"race {race}: {len(winners)} winners: {[answer_code(r) for r in replies]}")
             continue
         (winner,) = winners
         body = replies[apps.index(winner)].json()
@@ -112,7 +82,7 @@ def test_concurrent_bookings_of_one_job_have_exactly_one_winner(stack: Stack) ->
             if a == winner:
                 continue
             if isinstance(r, BaseException) or r.status_code != 409:
-                problems.append(f"race {race}: a loser got {_code(r)}")
+                problems.append(f"race {race}: a loser got {answer_code(r)}")
             elif r.json().get("details", {}).get("acceptedApplicationId", winner) != winner:
                 problems.append(f"race {race}: a loser was told another winner: {r.json()}")
         expected[job_id] = (winner, set(apps))
@@ -140,13 +110,13 @@ def test_applications_racing_a_booking_are_refused_or_declined(stack: Stack) -> 
             stack.wait_queue_empty()
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        chosen, *early = _apply_all(stack, job_id, 3)
+        chosen, *early = [a for _, a in applications(stack, job_id, 3)]
         nannies = [unique("late") for _ in range(late)]
 
         calls = [("POST", f"/jobs/{job_id}/book", parent, {"applicationId": chosen})]
         calls += [("POST", f"/jobs/{job_id}/applications", nanny_token(n), {}) for n in nannies]
 
-        replies = run_parallel(_sender(stack), calls, stack=stack)
+        replies = run_parallel(stack.send, calls, stack=stack)
 
         booking, applies = replies[0], replies[1:]
         retries = 0
@@ -156,14 +126,14 @@ def test_applications_racing_a_booking_are_refused_or_declined(stack: Stack) -> 
             and booking.json()["code"] == "CONCURRENT_UPDATE"
         ):
             retries += 1  # the documented answer to a conflict: try again
-            booking = _book(stack, parent, job_id, chosen)
+            booking = stack.book(parent, job_id, chosen)
         FIGURES.add("races", "apply-vs-book booking retries", retries)
         if getattr(booking, "status_code", None) != 200:
-            problems.append(f"round {round_}: the booking got {_code(booking)}")
+            problems.append(f"round {round_}: the booking got {answer_code(booking)}")
             continue
         landed: set[str] = set()
         for nanny, r in zip(nannies, applies, strict=True):
-            outcome = _code(r)
+            outcome = answer_code(r)
             outcomes[outcome] += 1
             if outcome == "201":
                 landed.add(r.json()["applicationId"])
@@ -197,12 +167,12 @@ def test_the_same_booking_sent_many_times_at_once_is_one_booking(stack: Stack) -
     for round_ in range(rounds):
         parent = parent_token()
         job_id = stack.create_job(parent)["jobId"]
-        apps = _apply_all(stack, job_id, 12)
+        apps = [a for _, a in applications(stack, job_id, 12)]
         chosen = apps[round_ % len(apps)]
 
         request = ("POST", f"/jobs/{job_id}/book", parent, {"applicationId": chosen})
 
-        replies = run_parallel(_sender(stack), [request] * copies, stack=stack)
+        replies = run_parallel(stack.send, [request] * copies, stack=stack)
 
         # Every copy re-queues what is still PENDING: up to copies x 11 messages a round.
         stack.wait_queue_empty()
@@ -211,7 +181,7 @@ def test_the_same_booking_sent_many_times_at_once_is_one_booking(stack: Stack) -
         for r in replies:
             if isinstance(r, BaseException) or r.status_code != 200:
                 FIGURES.add("races", "replays not answered 200")
-                problems.append(f"round {round_}: a copy got {_code(r)}")
+                problems.append(f"round {round_}: a copy got {answer_code(r)}")
             elif r.json()["acceptedApplicationId"] != chosen or r.json()["job"]["status"] != "CLOSED":
                 problems.append(f"round {round_}: {r.json()}")
         expected[job_id] = (chosen, set(apps))
@@ -230,9 +200,9 @@ def test_one_nanny_applying_many_times_at_once_applies_once(stack: Stack) -> Non
         nanny = unique("eager")
         token = nanny_token(nanny)
 
-        replies = run_parallel(_sender(stack), [("POST", f"/jobs/{job_id}/applications", token, {})] * 10, stack=stack)
+        replies = run_parallel(stack.send, [("POST", f"/jobs/{job_id}/applications", token, {})] * 10, stack=stack)
 
-        codes = Counter(_code(r) for r in replies)
+        codes = Counter(answer_code(r) for r in replies)
         FIGURES.add("races", "duplicate-apply rounds")
         mine = [
             i
