@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tools.local.worker import LambdaContext
+from tools.local.worker import LambdaContext, reported_failures
 
 log = logging.getLogger("tools.local.stream")
 
@@ -63,24 +63,14 @@ def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
 
 def failed_sequence(result: Any, sequences: list[str]) -> tuple[str | None, str | None]:
     """The lowest sequence number Lambda would resume from for this result, and why the whole
-    batch if so. As documented: an item without a valid identifier fails the whole batch."""
-    if result is None or result == "" or result == {}:
+    batch if so."""
+    failed, whole_batch = reported_failures(result, sequences)
+    if whole_batch is not None:
+        return sequences[0], whole_batch
+    if not failed:
         return None, None
-    if not isinstance(result, Mapping):
-        return sequences[0], f"response is not an object: {type(result).__name__}"
-    items = result.get("batchItemFailures")
-    if items is None:
-        return None, None
-    if not isinstance(items, list):
-        return sequences[0], "batchItemFailures is not a list"
     position = {seq: i for i, seq in enumerate(sequences)}
-    lowest: int | None = None
-    for item in items:
-        ident = item.get("itemIdentifier") if isinstance(item, Mapping) else None
-        if not isinstance(ident, str) or ident not in position:
-            return sequences[0], f"invalid itemIdentifier {ident!r}"
-        lowest = position[ident] if lowest is None else min(lowest, position[ident])
-    return (sequences[lowest], None) if lowest is not None else (None, None)
+    return sequences[min(position[seq] for seq in failed)], None
 
 
 @dataclass

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,30 +91,36 @@ def sqs_event(messages: Iterable[Mapping[str, Any]], queue_arn: str, region: str
     return {"Records": records}
 
 
-def failed_message_ids(result: Any, message_ids: list[str]) -> tuple[set[str], str | None]:
-    """Which records Lambda would retry for this handler result, and why all of them if so.
+def reported_failures(result: Any, identifiers: Sequence[str]) -> tuple[list[str], str | None]:
+    """The identifiers a handler's result reports failed, or all of them and why the whole batch.
 
-    As documented for ReportBatchItemFailures: no response, an empty response or an
-    empty list means success; an item without a valid identifier from this batch
-    fails the whole batch.
+    As documented for ReportBatchItemFailures (SQS and streams alike): no response, an
+    empty response or an empty list means success; an item without a valid identifier
+    from this batch fails the whole batch.
     """
-    everything = set(message_ids)
     if result is None or result == "" or result == {}:
-        return set(), None
+        return [], None
     if not isinstance(result, Mapping):
-        return everything, f"response is not an object: {type(result).__name__}"
+        return list(identifiers), f"response is not an object: {type(result).__name__}"
     items = result.get("batchItemFailures")
     if items is None:
-        return set(), None
+        return [], None
     if not isinstance(items, list):
-        return everything, "batchItemFailures is not a list"
-    failed: set[str] = set()
+        return list(identifiers), "batchItemFailures is not a list"
+    known = set(identifiers)
+    failed: list[str] = []
     for item in items:
         ident = item.get("itemIdentifier") if isinstance(item, Mapping) else None
-        if not isinstance(ident, str) or ident not in everything:
-            return everything, f"invalid itemIdentifier {ident!r}"
-        failed.add(ident)
+        if not isinstance(ident, str) or ident not in known:
+            return list(identifiers), f"invalid itemIdentifier {ident!r}"
+        failed.append(ident)
     return failed, None
+
+
+def failed_message_ids(result: Any, message_ids: list[str]) -> tuple[set[str], str | None]:
+    """Which records Lambda would retry for this handler result, and why all of them if so."""
+    failed, whole_batch = reported_failures(result, message_ids)
+    return set(failed), whole_batch
 
 
 @dataclass
