@@ -19,47 +19,45 @@ APP_NAME = "babysitting-booking"
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api/"
 
 
-def _handler_zip(handler: str) -> bytes:
+def _function(
+    session: boto3.session.Session, stage: str, handler: str, env: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """The function (and its role) `chalice deploy` creates for ``handler``: its name and ARN."""
+    name = settings.function_name(APP_NAME, stage, handler)
+    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as zf:
         zf.writestr("app.py", f"def {handler}(event, context):\n    return {{}}\n")
-    return code.getvalue()
+    environment = {} if env is None else {"Environment": {"Variables": env}}
+    arn = session.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler=f"app.{handler}",
+        Code={"ZipFile": code.getvalue()},
+        **environment,
+    )["FunctionArn"]
+    return name, arn
 
 
 def worker_subscription(
     session: boto3.session.Session, stage: str = "dev", env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """What `chalice deploy` creates for the worker: role, function, SQS event source mapping."""
-    iam, lam, sqs = session.client("iam"), session.client("lambda"), session.client("sqs")
+    sqs = session.client("sqs")
     queue_url = sqs.create_queue(QueueName=f"booking-declines-{stage}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = settings.function_name(APP_NAME, stage, "decline_worker")
-    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.decline_worker",
-        Code={"ZipFile": _handler_zip("decline_worker")},
-        Environment={"Variables": env or {}},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10)
+    name, function_arn = _function(session, stage, "decline_worker", env or {})
+    mapping = session.client("lambda").create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=name, BatchSize=10
+    )
     return {"function_arn": function_arn, "queue_arn": queue_arn, "queue": f"booking-declines-{stage}", **mapping}
 
 
 def stream_subscription(session: boto3.session.Session, stage: str, env: dict[str, str]) -> dict[str, Any]:
     """What `chalice deploy` creates for the stream function: its function and the table's subscription."""
-    lam = session.client("lambda")
-    name = settings.function_name(APP_NAME, stage, "table_stream")
-    role = session.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    function_arn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.table_stream",
-        Code={"ZipFile": _handler_zip("table_stream")},
-    )["FunctionArn"]
-    mapping = lam.create_event_source_mapping(
+    name, function_arn = _function(session, stage, "table_stream")
+    mapping = session.client("lambda").create_event_source_mapping(
         EventSourceArn=env["TABLE_STREAM_ARN"], FunctionName=name, BatchSize=100, StartingPosition="TRIM_HORIZON"
     )
     return {"function_arn": function_arn, "stream_arn": env["TABLE_STREAM_ARN"], **mapping}
