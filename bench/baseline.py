@@ -77,9 +77,11 @@ class OriginalBaseline:
         # 3. One message per other application, sequentially.
         sent = 0
         for item in listed.get("Items") or []:
-            if item.get("type", {}).get("S") != "APPLICATION":
-                continue  # the job's own item shares the partition
-            other = item["applicationId"]["S"]
+            # The index holds keys only; a job written before that carries GSI1SK=JOB.
+            sort = item["GSI1SK"]["S"]
+            if not sort.startswith(store_module.APPLICATION_PREFIX):
+                continue
+            other = store_module.application_id_of(sort)
             if other == application_id:
                 continue
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=DeclineApplication(job_id, other).to_json())

@@ -109,11 +109,11 @@ def write_items(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 
 def statuses_of(dynamodb: Any, table: str, job_id: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The job item and ``{applicationId: status}`` of one job, read through the jobApplications index."""
+    """The job item and ``{applicationId: status}`` of one job, read consistently from its partition."""
     params: dict[str, Any] = {
         "TableName": table,
-        "IndexName": store_module.JOB_APPLICATIONS_INDEX,
-        "KeyConditionExpression": "GSI1PK = :pk",
+        "KeyConditionExpression": "PK = :pk",
+        "ConsistentRead": True,
         "ExpressionAttributeValues": {":pk": {"S": store_module.job_partition(job_id)}},
     }
     job: dict[str, Any] | None = None
@@ -121,9 +121,10 @@ def statuses_of(dynamodb: Any, table: str, job_id: str) -> tuple[dict[str, Any] 
     while True:
         resp = dynamodb.query(**params)
         for item in resp.get("Items") or []:
-            if item.get("type", {}).get("S") == "JOB":
+            kind = item.get("type", {}).get("S")
+            if kind == "JOB":
                 job = item
-            else:
+            elif kind == "APPLICATION":
                 apps[item["applicationId"]["S"]] = item["status"]["S"]
         if not resp.get("LastEvaluatedKey"):
             return job, apps

@@ -3,13 +3,14 @@
 Written from the article's description, not its code: a synchronous EXPRESS state
 machine that books a nanny with the same table and queue as the service:
 
-1. ``FindApplications``: the job's PENDING applications but the one booked, from the
-   ``jobApplications`` index (an ``aws-sdk:dynamodb:query`` task);
+1. ``FindApplications``: the job's applications from the ``jobApplications`` index (an
+   ``aws-sdk:dynamodb:query`` task). The article filters PENDING there; this table's
+   index holds keys only, so the workflow lists every application, as our booking does;
 2. ``Book``: the service's own transaction (job OPEN, owned and not started -> CLOSED;
    application PENDING -> ACCEPTED; the listing item deleted), ``aws-sdk:dynamodb:
    transactWriteItems``; a refusal ends the execution failed (``NotBooked``);
-3. ``DeclineOthers``: a Map of one ``sqs:sendMessage`` per application to decline, the
-   message the service's worker reads (``DeclineApplication``, version 1).
+3. ``DeclineOthers``: a Map of one ``sqs:sendMessage`` per application but the one booked,
+   the message the service's worker reads (``DeclineApplication``, version 1).
 
 The run: one MiniStack with DynamoDB, SQS and Step Functions; the local stack on it (our
 API, ``chalice local``, and the queue pollers that run the worker); jobs booked in turn
@@ -60,14 +61,12 @@ def definition(table: str, queue_url: str, index: str = item_shapes.JOB_APPLICAT
                 "Parameters": {
                     "TableName": table,
                     "IndexName": index,
-                    "KeyConditionExpression": "GSI1PK = :pk",
-                    "FilterExpression": "#status = :pending AND applicationId <> :accepted",
-                    "ProjectionExpression": "applicationId",
-                    "ExpressionAttributeNames": status,
+                    # The index holds keys only: every application is listed, whatever its
+                    # status; the worker leaves one no longer PENDING as it is.
+                    "KeyConditionExpression": "GSI1PK = :pk AND begins_with(GSI1SK, :application)",
                     "ExpressionAttributeValues": {
                         ":pk": {"S.$": "$.jobPartition"},
-                        ":pending": {"S": "PENDING"},
-                        ":accepted": {"S.$": "$.applicationId"},
+                        ":application": {"S": item_shapes.APPLICATION_PREFIX},
                     },
                 },
                 "ResultSelector": {"items.$": "$.Items"},
@@ -128,11 +127,23 @@ def definition(table: str, queue_url: str, index: str = item_shapes.JOB_APPLICAT
                 "Type": "Map",
                 "ItemsPath": "$.found.items",
                 "MaxConcurrency": MAP_CONCURRENCY,
-                "ItemSelector": {"jobId.$": "$.jobId", "applicationId.$": "$$.Map.Item.Value.applicationId.S"},
+                "ItemSelector": {
+                    "jobId.$": "$.jobId",
+                    "accepted.$": "$.applicationId",
+                    "applicationId.$": "States.ArrayGetItem(States.StringSplit($$.Map.Item.Value.GSI1SK.S, '#'), 1)",
+                },
                 "ItemProcessor": {
                     "ProcessorConfig": {"Mode": "INLINE"},
-                    "StartAt": "SendDecline",
+                    "StartAt": "IsAccepted",
                     "States": {
+                        "IsAccepted": {
+                            "Type": "Choice",
+                            "Choices": [
+                                {"Variable": "$.applicationId", "StringEqualsPath": "$.accepted", "Next": "Kept"}
+                            ],
+                            "Default": "SendDecline",
+                        },
+                        "Kept": {"Type": "Succeed"},
                         "SendDecline": {
                             "Type": "Task",
                             "Resource": "arn:aws:states:::sqs:sendMessage",
@@ -147,7 +158,7 @@ def definition(table: str, queue_url: str, index: str = item_shapes.JOB_APPLICAT
                             },
                             "ResultPath": None,
                             "End": True,
-                        }
+                        },
                     },
                 },
                 "ResultPath": None,

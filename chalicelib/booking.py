@@ -69,9 +69,8 @@ class Store(Protocol):
     def withdraw_application(
         self, applicant: str, job_id: str, application_id: str, now: str
     ) -> tuple[Application, bool]: ...
-    def job_with_pending_applications(
-        self, job_id: str, *, consistent: bool = False
-    ) -> tuple[Job | None, list[str]]: ...
+    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]: ...
+    def indexed_application_ids(self, job_id: str) -> list[str]: ...
     def decline_application(
         self, job_id: str, application_id: str, now: str, reason: Reason | None = None
     ) -> DeclineOutcome: ...
@@ -279,18 +278,22 @@ class BookingService:
         details: dict[str, object],
     ) -> _Settled:
         """Takes a job out of OPEN (``commit``), then queues its sweep and a decline for
-        every PENDING application but ``keep``.
+        every other application the ``jobApplications`` index lists (``keep`` apart).
 
         ``commit`` returns None when it committed, or the job as stored when the same
-        change had already committed (a replay). The index read goes out together with
-        the transaction: it changes nothing if the transaction is refused, and what it
-        misses (a lagging index, an application racing the commit) the sweep declines.
-        The sweep needs nothing but the commit: it goes out first, even when the read
-        failed or the commit's outcome is unknown (a sweep of a job still OPEN does
-        nothing). Nothing after the commit can answer a 500: every failure there is a
-        503 the client repeats, counted in ``PostCommitFailures``.
+        change had already committed (a replay). The index read (and a read of the job,
+        for the answer) goes out together with the transaction: it changes nothing if the
+        transaction is refused, and what it misses (a lagging index, an application
+        racing the commit) the sweep declines. The index holds keys only, so it may list
+        an application no longer PENDING: its decline is queued and the worker leaves it
+        as it is. A replay reads what is still PENDING instead. The sweep needs nothing
+        but the commit: it goes out first, even when the read failed or the commit's
+        outcome is unknown (a sweep of a job still OPEN does nothing). Nothing after the
+        commit can answer a 500: every failure there is a 503 the client repeats,
+        counted in ``PostCommitFailures``.
         """
-        read = self._start(lambda: self._store.job_with_pending_applications(job_id))
+        read_job = self._start(lambda: self._store.get_job(job_id))
+        read_index = self._start(lambda: self._store.indexed_application_ids(job_id))
         try:
             replay_of = commit()
             if replay_of is None:
@@ -300,10 +303,14 @@ class BookingService:
             sweep_queued = self._queue_sweep_alone(job_id, "its outcome is unknown")
             raise OutcomeUnknown(texts.unknown, sweepQueued=sweep_queued, **details) from exc
         finally:
-            read.settle()  # a refused commit still lets its read finish: no thread outlives the request
+            # A refused commit still lets its reads finish: no thread outlives the request.
+            read_job.settle()
+            read_index.settle()
         try:
-            seen, pending = read.result()
-            base = replay_of or seen or self._store.get_job(job_id)
+            # A replay heals what an earlier call left undone: it re-queues only what is
+            # still PENDING, read consistently (the index cannot tell).
+            listed = self._store.job_with_pending_applications(job_id)[1] if replay_of else read_index.result()
+            base = replay_of or read_job.result()
             if base is None:  # pragma: no cover - the transaction has just written it
                 raise JobNotFound("Job not found.")
             job = replay_of or as_committed(base)
@@ -311,7 +318,7 @@ class BookingService:
             log.error("job settled but its applications could not be read", extra={"jobId": job_id})
             sweep_queued = self._queue_sweep_alone(job_id, "its applications could not be read")
             raise texts.incomplete(sweepQueued=sweep_queued, **details) from exc
-        pending = [p for p in pending if p != keep]
+        pending = [p for p in listed if p != keep]
         try:
             report = self._publisher.publish(job_id, pending, sweep_after=self._sweep_delay, reason=reason)
         except Exception:
@@ -378,7 +385,7 @@ class BookingService:
         missed; no application can be added once the job left OPEN, so this leaves none behind.
         A job open again (its booked nanny backed out) keeps its applications.
         """
-        job, pending = self._store.job_with_pending_applications(job_id, consistent=True)
+        job, pending = self._store.job_with_pending_applications(job_id)
         reason = decline_reason(job.status) if job is not None else None
         if job is None or reason is None:
             log.warning("sweep of a job that is open; nothing to do", extra={"jobId": job_id})

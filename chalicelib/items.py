@@ -3,15 +3,15 @@
 Only the store and its parts use this module (see docs/architecture.md#data-model):
 
   job          PK=JOB#<jobId>  SK=JOB
-               GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=JOB
                GSI2 (overloaded) by owner: GSI2PK=USER#<owner>       GSI2SK=JOB#<jobId>
+               GSI4 dueJobs (sparse):      GSI4PK=DUE#<shard>        GSI4SK=<startsAt> while OPEN,
+                                                                     <endsAt> while CLOSED
   listing      PK=JOB#<jobId>  SK=LISTING  (a copy of the job while OPEN; expiresAt = startsAt: TTL)
                GSI3 openJobs:              GSI3PK=JOBS#OPEN#<shard>  GSI3SK=JOB#<jobId>
   application  PK=JOB#<jobId>  SK=APPLICATION#<applicationId>
                GSI1 jobApplications:       GSI1PK=JOB#<jobId>        GSI1SK=APPLICATION#<applicationId>
+                                           (keys only: a decline writes no copy of it)
                GSI2 by applicant:          GSI2PK=APPLICANT#<user>   GSI2SK=APPLICATION#<applicationId>
-               GSI4 dueJobs (sparse):      GSI4PK=DUE#<shard>        GSI4SK=<startsAt> while OPEN,
-                                                                     <endsAt> while CLOSED
   guard        PK=JOB#<jobId>  SK=APPLICANT#<user>    (one application per nanny, job and round)
   calendar     PK=NANNY#<user> SK=CALENDAR  version, and B#<jobId>={startsAt, endsAt} per booking
   idempotency  PK=USER#<owner> SK=IDEMPOTENCY#<sha256 of the key>   (expiresAt: the table's TTL)
@@ -69,6 +69,11 @@ def job_sort(job_id: str) -> str:
 
 def application_sort(application_id: str) -> str:
     return f"{APPLICATION_PREFIX}{application_id}"
+
+
+def application_id_of(sort_key: str) -> str:
+    """The application id in an application's sort key (``application_sort``'s inverse)."""
+    return sort_key.removeprefix(APPLICATION_PREFIX)
 
 
 def open_shard(job_id: str) -> int:
@@ -185,8 +190,6 @@ def job_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "PK": job_partition(job.job_id),
         "SK": JOB_SORT,
-        "GSI1PK": job_partition(job.job_id),
-        "GSI1SK": JOB_SORT,
         "GSI2PK": owner_partition(job.owner),
         "GSI2SK": job_sort(job.job_id),
         "type": "JOB",

@@ -80,8 +80,11 @@ class DynamoStore:
     def list_applications_of_applicant(self, user: str, limit: int, cursor: Cursor | None) -> Page[Application]:
         return self._reads.list_applications_of_applicant(user, limit, cursor)
 
-    def job_with_pending_applications(self, job_id: str, *, consistent: bool = False) -> tuple[Job | None, list[str]]:
-        return self._reads.job_with_pending_applications(job_id, consistent=consistent)
+    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]:
+        return self._reads.job_with_pending_applications(job_id)
+
+    def indexed_application_ids(self, job_id: str) -> list[str]:
+        return self._reads.indexed_application_ids(job_id)
 
     # ---------------------------------------------------------- transitions
 

@@ -157,15 +157,13 @@ class Reads:
             newest_first=True,
         )
 
-    def job_with_pending_applications(self, job_id: str, *, consistent: bool = False) -> tuple[Job | None, list[str]]:
-        """The job and its PENDING applications, every page.
-
-        By default through the ``jobApplications`` index, which may lag: it may miss
-        a recent application, or show a stale status. ``consistent=True`` reads the
-        job's own partition in the base table instead, and misses nothing.
-        """
+    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]:
+        """The job and its PENDING applications, every page, read consistently from the
+        job's own partition: it misses nothing, so the sweep and reconciliation rely on it."""
         params: dict[str, Any] = {
             "TableName": self._table.name,
+            "KeyConditionExpression": "PK = :pk",
+            "ConsistentRead": True,
             # DynamoDB refuses filters on key attributes: match on `type`.
             "FilterExpression": "#type = :job OR #status = :pending",
             "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
@@ -175,10 +173,6 @@ class Reads:
                 ":pending": item_shapes.string(ApplicationStatus.PENDING.value),
             },
         }
-        if consistent:
-            params.update(KeyConditionExpression="PK = :pk", ConsistentRead=True)
-        else:
-            params.update(KeyConditionExpression="GSI1PK = :pk", IndexName=item_shapes.JOB_APPLICATIONS_INDEX)
         if self._table.page_size:
             params["Limit"] = self._table.page_size
         job: Job | None = None
@@ -189,6 +183,28 @@ class Reads:
             else:
                 pending.append(raw["applicationId"]["S"])
         return job, pending
+
+    def indexed_application_ids(self, job_id: str) -> list[str]:
+        """Every application of the job the ``jobApplications`` index lists, whatever its status.
+
+        The index holds keys only, so that a decline (a change of status) writes no copy
+        of it; a reader of it learns which applications exist, not which are PENDING. It
+        may lag: it may miss an application written a moment ago.
+        """
+        params: dict[str, Any] = {
+            "TableName": self._table.name,
+            "IndexName": item_shapes.JOB_APPLICATIONS_INDEX,
+            "KeyConditionExpression": "GSI1PK = :pk AND begins_with(GSI1SK, :application)",
+            "ExpressionAttributeValues": {
+                ":pk": item_shapes.string(item_shapes.job_partition(job_id)),
+                ":application": item_shapes.string(item_shapes.APPLICATION_PREFIX),
+            },
+        }
+        if self._table.page_size:
+            params["Limit"] = self._table.page_size
+        return [
+            item_shapes.application_id_of(raw["GSI1SK"]["S"]) for raw in self._table.read_all_pages("query", params)
+        ]
 
 
 def _converter(entity_from: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], T]:

@@ -254,7 +254,7 @@ class InMemoryStore:
 
         return self._call("list_applications_of_applicant", run)
 
-    def job_with_pending_applications(self, job_id: str, *, consistent: bool = False) -> tuple[Job | None, list[str]]:
+    def job_with_pending_applications(self, job_id: str) -> tuple[Job | None, list[str]]:
         def run() -> tuple[Job | None, list[str]]:
             pending = sorted(
                 a.application_id for a in self._apps.get(job_id, {}).values() if a.status is ApplicationStatus.PENDING
@@ -262,6 +262,14 @@ class InMemoryStore:
             return self._jobs.get(job_id), pending
 
         return self._call("job_with_pending_applications", run)
+
+    def indexed_application_ids(self, job_id: str) -> list[str]:
+        """Every application of the job, whatever its status (the index is keys only)."""
+
+        def run() -> list[str]:
+            return sorted(self._apps.get(job_id, {}))
+
+        return self._call("indexed_application_ids", run)
 
     # --------------------------------------------------------------- calendar
 

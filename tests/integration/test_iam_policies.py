@@ -80,11 +80,10 @@ class Recorder:
 
 
 class LaggingIndexStore(DynamoStore):
-    """The jobApplications index has not caught up with the job yet (real GSIs are eventually consistent)."""
+    """The jobApplications index has not caught up with the job's applications yet (GSIs are eventually consistent)."""
 
-    def job_with_pending_applications(self, job_id: str) -> tuple[Any, list[str]]:
-        _, pending = super().job_with_pending_applications(job_id)
-        return None, pending
+    def indexed_application_ids(self, job_id: str) -> list[str]:
+        return []
 
 
 def _sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -225,7 +224,7 @@ def _exercise(rec: Recorder, client: Client, make_token: Any, sqs: Any, outputs:
     assert call("POST", f"/jobs/{job_id}/book", "alice", parent, {"applicationId": apps[1]})[0] == 409
     assert call("POST", f"/jobs/{job_id}/applications", "nanny99", nanny, {})[0] == 409
 
-    # A booking that reads the job back itself, because the index has not caught up.
+    # A booking whose index read has not caught up: the sweep declines what it missed.
     _, lagging_job = call("POST", "/jobs", "alice", parent, job)
     _, lagging_app = call("POST", f"/jobs/{lagging_job['jobId']}/applications", "nanny50", nanny, {})
     bootstrap.reset()

@@ -46,8 +46,9 @@ def test_the_guard_sees_every_query_of_a_booking_and_its_declines(api: Api, aws:
     assert api.book("kf-parent", job["jobId"], first["applicationId"]).status == 200
     run_worker(client, aws)
     api.applications("kf-parent", job["jobId"])
+    assert api.book("kf-parent", job["jobId"], first["applicationId"]).status == 200  # a replay
 
     filtered = [q for q in aws.queries.seen if q.get("FilterExpression")]
-    assert filtered, aws.queries.seen  # the booking's query of pending applications filters
+    assert filtered, aws.queries.seen  # the replay's query of pending applications filters
     assert all(q["TableName"] == aws.table for q in aws.queries.seen)
     assert aws.queries.refused == []

@@ -359,18 +359,19 @@ def test_one_application_per_nanny_and_round_and_a_replay_is_no_second(backend: 
     assert store.list_applications_of_applicant("u-nina", 10, None).items == [again, first]
 
 
-def test_pending_applications_of_a_job_in_both_reads(backend: Backend) -> None:
+def test_pending_applications_of_a_job_and_every_one_the_index_lists(backend: Backend) -> None:
     store = backend.store
     j = posted(store)
     apps = [applied(store, j, f"u-n{i}") for i in range(4)]
     store.withdraw_application("u-n1", j.job_id, apps[1].application_id, at(2))
     store.decline_application(j.job_id, apps[2].application_id, at(2), Reason.JOB_BOOKED)
-    for consistent in (False, True):
-        found, pending = store.job_with_pending_applications(j.job_id, consistent=consistent)
-        assert found == j
-        assert pending == [apps[0].application_id, apps[3].application_id]
+    found, pending = store.job_with_pending_applications(j.job_id)
+    assert found == j
+    assert pending == [apps[0].application_id, apps[3].application_id]
+    # The index holds keys only: it lists every application, whatever its status, and never the job.
+    assert store.indexed_application_ids(j.job_id) == [a.application_id for a in apps]
     assert store.job_with_pending_applications(ulid()) == (None, [])
-    assert store.job_with_pending_applications(ulid(), consistent=True) == (None, [])
+    assert store.indexed_application_ids(ulid()) == []
 
 
 # ------------------------------------------------------------------ booking

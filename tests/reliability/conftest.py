@@ -180,12 +180,12 @@ class Stack(StackProcess):
             params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def job_partition(self, job_id: str) -> list[dict[str, Any]]:
-        """The job and its applications, as stored (the jobApplications index)."""
+        """The job, its applications and the rest of its partition, as stored (read consistently)."""
         items: list[dict[str, Any]] = []
         params: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": "jobApplications",
-            "KeyConditionExpression": "GSI1PK = :pk",
+            "KeyConditionExpression": "PK = :pk",
+            "ConsistentRead": True,
             "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}},
         }
         while True:

@@ -341,6 +341,26 @@ def test_booking_accepts_one_closes_the_job_and_queues_every_other_decline(world
     assert world.service.get_job(job_id) == result.job
 
 
+def test_a_withdrawn_application_the_index_lists_is_queued_and_left_withdrawn(world: World) -> None:
+    # The jobApplications index holds keys only: the booking cannot tell a withdrawn
+    # application from a PENDING one, so it queues both and the decline leaves it as it is.
+    job_id = world.post()
+    apps = world.applicants(job_id, 3)
+    world.service.withdraw(nanny(0), job_id, apps[0])
+
+    result = world.service.book(ALICE, job_id, apps[1])
+
+    assert result.declines_queued == 2
+    assert set(world.publisher.calls[-1].application_ids) == {apps[0], apps[2]}
+    assert world.deliver() == 1  # declined: apps[2] alone
+    assert [world.status(job_id, a) for a in apps] == [
+        ApplicationStatus.WITHDRAWN,
+        ApplicationStatus.ACCEPTED,
+        ApplicationStatus.DECLINED,
+    ]
+    assert world.metrics.counts["DeclinesSkipped"] == 1
+
+
 def test_booking_again_replays_and_re_queues_only_what_is_still_pending(world: World) -> None:
     job_id = world.post()
     apps = world.applicants(job_id, 4)
@@ -482,7 +502,7 @@ def test_a_failed_read_after_the_commit_queues_the_sweep_alone(
 ) -> None:
     job_id = world.post()
     apps = world.applicants(job_id, 3)
-    world.store.script("job_with_pending_applications", Unavailable("The database is busy; retry the request."))
+    world.store.script("indexed_application_ids", Unavailable("The database is busy; retry the request."))
     run = (
         (lambda: world.service.book(ALICE, job_id, apps[0]))
         if use_case == "book"
