@@ -180,7 +180,7 @@ class Stack(StackProcess):
             params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def job_partition(self, job_id: str) -> list[dict[str, Any]]:
-        """The job, its applications and the rest of its partition, as stored (read consistently)."""
+        """The job and its applications, as stored (read consistently; guards and the listing left out)."""
         items: list[dict[str, Any]] = []
         params: dict[str, Any] = {
             "TableName": self.table,
@@ -190,7 +190,7 @@ class Stack(StackProcess):
         }
         while True:
             resp = self.dynamodb.query(**params)
-            items += resp["Items"]
+            items += [i for i in resp["Items"] if i.get("type", {}).get("S") in ("JOB", "APPLICATION")]
             if "LastEvaluatedKey" not in resp:
                 return items
             params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
