@@ -88,3 +88,23 @@ def test_every_part_override_takes_is_a_known_part() -> None:
 
     names = set(inspect.signature(bootstrap.override).parameters)
     assert names <= set(bootstrap.BUILT_FROM)
+
+
+def test_the_sqs_client_is_made_on_its_first_call_not_with_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker declining applications never sends: its cold start must not build the client.
+    made: list[str] = []
+    real_client = bootstrap.boto3.client
+
+    def client(service: str, **kwargs: Any) -> Any:
+        made.append(service)
+        return real_client(service, **kwargs)
+
+    monkeypatch.setattr(bootstrap.boto3, "client", client)
+    bootstrap.service()
+    bootstrap.dead_letters()
+    assert made == ["dynamodb"]
+
+    bootstrap.publisher().publish  # noqa: B018 - reading it is enough
+    assert "sqs" not in made  # the publisher's own attribute, not the client's
+    bootstrap.dead_letters()._sqs.meta  # noqa: B018 - the first use of the client
+    assert made.count("sqs") == 1
