@@ -8,7 +8,7 @@ writes it). ``BatchWriteItem`` is used for speed: setup is never timed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,14 +39,18 @@ class PreparedJob:
         return [a for a in self.application_ids if a != self.accepted]
 
 
-def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[dict[str, Any]]]:
-    """One OPEN job with one PENDING application per applicant, as DynamoDB items."""
+def build_job(
+    owner: str, applicants: Sequence[str], user_id: Callable[[str], str] = local_user_id
+) -> tuple[PreparedJob, list[dict[str, Any]]]:
+    """One OPEN job with one PENDING application per applicant, as DynamoDB items.
+
+    ``user_id`` gives a username's id: the local tokens' by default, a user pool's ``sub`` else."""
     now = utc_now()
     created = format_time(now)
     starts = now + timedelta(days=3)
     job = Job(
         job_id=new_id(),
-        owner=local_user_id(owner),
+        owner=user_id(owner),
         owner_name=owner,
         status=JobStatus.OPEN,
         title="Evening sitter (benchmark)",
@@ -61,7 +65,7 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
         app = Application(
             application_id=new_id(),
             job_id=job.job_id,
-            applicant=local_user_id(applicant),
+            applicant=user_id(applicant),
             applicant_name=applicant,
             status=ApplicationStatus.PENDING,
             created_at=created,
@@ -75,7 +79,13 @@ def build_job(owner: str, applicants: Sequence[str]) -> tuple[PreparedJob, list[
 
 
 def prepare_jobs(
-    dynamodb: Any, table: str, count: int, apps_per_job: int, owners: Sequence[str], tag: str
+    dynamodb: Any,
+    table: str,
+    count: int,
+    apps_per_job: int,
+    owners: Sequence[str],
+    tag: str,
+    user_id: Callable[[str], str] = local_user_id,
 ) -> list[PreparedJob]:
     """Writes ``count`` OPEN jobs with ``apps_per_job`` PENDING applications each."""
     jobs: list[PreparedJob] = []
@@ -84,7 +94,7 @@ def prepare_jobs(
         applicants = [f"{tag}-nanny-{k}" for k in range(apps_per_job)]
         # The one booked is the job's own: all jobs share a time, and a nanny is booked once at a time.
         applicants[apps_per_job // 2] = f"{tag}-job-{i}-nanny"
-        job, job_items = build_job(owners[i % len(owners)], applicants)
+        job, job_items = build_job(owners[i % len(owners)], applicants, user_id)
         jobs.append(job)
         items.extend(job_items)
     write_items(dynamodb, table, items)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +169,14 @@ def definition(table: str, queue_url: str, index: str = item_shapes.JOB_APPLICAT
     }
 
 
-def execution_input(job: PreparedJob) -> dict[str, str]:
+def execution_input(job: PreparedJob, user_id: Callable[[str], str] = local_user_id) -> dict[str, str]:
     """What the API's integration would pass the workflow: the ids, and the keys derived from them."""
     return {
         "jobId": job.job_id,
         "jobPartition": item_shapes.job_partition(job.job_id),
         "applicationId": job.accepted,
         "applicationSort": item_shapes.application_sort(job.accepted),
-        "owner": local_user_id(job.owner),
+        "owner": user_id(job.owner),
         "now": format_time(utc_now()),
     }
 
@@ -194,16 +195,51 @@ def run(workdir: Path, say: Callable[[str], None], bookings: int = 20, apps_per_
         raise
     try:
         say(f"  part 7: MiniStack with {', '.join(SERVICES)} at {endpoint}; our API at {stack.api_url}")
-        return _compare(stack, endpoint, say, bookings, apps_per_job)
+        owner = "bench-p7-parent"
+        headers = {"Authorization": f"Bearer {make_token(owner, 'parent')}"}
+        target = Target(stack.client("dynamodb"), stack.client("sqs"), stack.table, stack.queue_url, endpoint)
+        return compare(target, _api_booker(stack.api_url, headers), owner, local_user_id, say, bookings, apps_per_job)
     finally:
         stack.stop()
         emulator.stop()
 
 
-def _compare(stack: Any, endpoint: str, say: Callable[[str], None], bookings: int, apps_per_job: int) -> dict:
+@dataclass(frozen=True)
+class Target:
+    """Where both designs book: the table and queue, and the emulator's Step Functions."""
+
+    dynamodb: Any
+    sqs: Any
+    table: str
+    queue_url: str
+    endpoint: str
+
+
+def _api_booker(api_url: str, headers: dict[str, str]) -> Callable[[PreparedJob], tuple[bool, str]]:
+    def book(job: PreparedJob) -> tuple[bool, str]:
+        resp = requests.post(
+            f"{api_url}/jobs/{job.job_id}/book", json={"applicationId": job.accepted}, headers=headers, timeout=30
+        )
+        if resp.status_code == 200:
+            return True, "HTTP 200"
+        return False, f"HTTP {resp.status_code} {resp.text[:120]}"
+
+    return book
+
+
+def compare(
+    target: Target,
+    book_ours: Callable[[PreparedJob], tuple[bool, str]],
+    owner: str,
+    user_id: Callable[[str], str],
+    say: Callable[[str], None],
+    bookings: int,
+    apps_per_job: int,
+) -> dict[str, Any]:
+    """Books jobs in turn through ``book_ours`` and the Express workflow, then checks both."""
     sfn = boto3.client(
         "stepfunctions",
-        endpoint_url=endpoint,
+        endpoint_url=target.endpoint,
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - the emulator accepts anything
@@ -212,14 +248,12 @@ def _compare(stack: Any, endpoint: str, say: Callable[[str], None], bookings: in
     )
     machine = sfn.create_state_machine(
         name="book-nanny-express",
-        definition=json.dumps(definition(stack.table, stack.queue_url)),
+        definition=json.dumps(definition(target.table, target.queue_url)),
         roleArn=ROLE_ARN,
         type="EXPRESS",
     )["stateMachineArn"]
-    owner = "bench-p7-parent"
-    headers = {"Authorization": f"Bearer {make_token(owner, 'parent')}"}
     warm = 2
-    jobs = prepare_jobs(stack.client("dynamodb"), stack.table, 2 * (bookings + warm), apps_per_job, [owner], "p7")
+    jobs = prepare_jobs(target.dynamodb, target.table, 2 * (bookings + warm), apps_per_job, [owner], "p7", user_id)
     samples: dict[str, list[float]] = {"ours": [], "express_workflow": []}
     booked: dict[str, set[str]] = {"ours": set(), "express_workflow": set()}
     failures: dict[str, list[str]] = {"ours": [], "express_workflow": []}
@@ -231,15 +265,11 @@ def _compare(stack: Any, endpoint: str, say: Callable[[str], None], bookings: in
             assigned[design].append(job)
             t0 = time.perf_counter()
             if design == "ours":
-                resp = requests.post(
-                    f"{stack.api_url}/jobs/{job.job_id}/book",
-                    json={"applicationId": job.accepted},
-                    headers=headers,
-                    timeout=30,
-                )
-                ok, detail = resp.status_code == 200, f"HTTP {resp.status_code}"
+                ok, detail = book_ours(job)
             else:
-                answer = sfn.start_sync_execution(stateMachineArn=machine, input=json.dumps(execution_input(job)))
+                answer = sfn.start_sync_execution(
+                    stateMachineArn=machine, input=json.dumps(execution_input(job, user_id))
+                )
                 ok, detail = answer["status"] == "SUCCEEDED", f"{answer['status']} {answer.get('error', '')}"
             ms = (time.perf_counter() - t0) * 1000
             if ok:
@@ -252,16 +282,16 @@ def _compare(stack: Any, endpoint: str, say: Callable[[str], None], bookings: in
     first = next(j for j in assigned["express_workflow"] if j.job_id in booked["express_workflow"])
     again = PreparedJob(first.job_id, first.owner, first.application_ids)
     other = next(a for a in first.application_ids if a != first.accepted)
-    second = execution_input(again) | {
+    second = execution_input(again, user_id) | {
         "applicationId": other,
         "applicationSort": item_shapes.application_sort(other),
     }
     refused = sfn.start_sync_execution(stateMachineArn=machine, input=json.dumps(second))
     # Every message handled, the bookings' delayed sweeps included: then the declines have all landed.
-    drained = wait_queues_empty(stack.client("sqs"), [stack.queue_url], timeout=120)
+    drained = wait_queues_empty(target.sqs, [target.queue_url], timeout=120)
     out: dict[str, Any] = {"bookings": bookings, "apps_per_job": apps_per_job, "map_concurrency": MAP_CONCURRENCY}
     for design in samples:
-        invariants = check_invariants(stack.client("dynamodb"), stack.table, assigned[design], booked[design])
+        invariants = check_invariants(target.dynamodb, target.table, assigned[design], booked[design])
         out[design] = {
             "latency": latency_summary(samples[design]),
             "booked": len(booked[design]),

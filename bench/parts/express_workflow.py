@@ -23,21 +23,30 @@ class ExpressWorkflow(Part):
         group.add_argument(
             "--express-bookings", type=int, default=20, help="bookings through each, 5 applications a job (default 20)"
         )
+        group.add_argument(
+            "--express-deployed",
+            action="store_true",
+            help="ours through the stage deployed on the emulated account (API Gateway, Lambda), not chalice local",
+        )
 
     def smoke(self, args: argparse.Namespace) -> None:
         args.express_bookings = 2
 
     def estimate(self, args: argparse.Namespace) -> tuple[float, float]:
-        return STACK_START_S + 5.0, args.express_bookings * 0.4
+        deploy = 40.0 if getattr(args, "express_deployed", False) else 0.0
+        return STACK_START_S + 5.0 + deploy, args.express_bookings * (1.0 if deploy else 0.4)
 
     def run(self, args: argparse.Namespace, context: RunContext) -> Results:
-        from bench import express_workflow  # imports chalicelib: only once the environment is prepared
+        # Imported here: they import chalicelib, only once the environment is prepared.
+        if args.express_deployed:
+            from bench import express_deployed as runner
+        else:
+            from bench import express_workflow as runner  # type: ignore[no-redef]
 
-        context.say(f"part 7: the article's Express workflow beside our API, {args.express_bookings} bookings each")
-        # It starts a stack of its own: MiniStack with Step Functions.
-        return {
-            "express_workflow": express_workflow.run(context.workdir / "express", context.say, args.express_bookings)
-        }
+        where = "deployed API" if args.express_deployed else "API"
+        context.say(f"part 7: the article's Express workflow beside our {where}, {args.express_bookings} bookings each")
+        # It starts an emulator of its own, with Step Functions.
+        return {"express_workflow": runner.run(context.workdir / "express", context.say, args.express_bookings)}
 
     def summary(self, results: Results) -> Results:
         express = results.get("express_workflow")
@@ -58,12 +67,19 @@ PART = ExpressWorkflow()
 def _md_express(express: Results | None) -> list[str]:
     if not express:
         return []
+    ours = (
+        f"our stage deployed on the emulated account (`bench/express_deployed.py`, `make deploy` in "
+        f"{express['deploy_seconds']} s: API Gateway, the authorizer and the API function on MiniStack's Lambda, "
+        "a user pool token) and its deployed worker"
+        if express.get("deployed")
+        else "our API (`chalice local`) and its worker"
+    )
     lines = [
         "## 7. The article's Express workflow beside our API, on the emulator",
         "",
         "`bench/express_workflow.py`: a synchronous EXPRESS state machine (query, the service's transaction, a Map "
         f"of one SendMessage per decline, {express['map_concurrency']} at once) on MiniStack's Step Functions, "
-        "against the same table and queue as our API (`chalice local`) and its worker; "
+        f"against the same table and queue as {ours}; "
         f"{express['bookings']} bookings each, {express['apps_per_job']} applications a job, alternated. "
         "Both answer from the emulator on this machine: compare them with each other, not with AWS.",
         "",

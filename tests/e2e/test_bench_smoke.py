@@ -114,3 +114,25 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     for heading in headings:
         assert heading in summary
     assert not (out / "history.jsonl").exists()  # a smoke run leaves the history alone
+
+
+def test_the_express_workflow_runs_beside_the_deployed_api(tmp_path: Path) -> None:
+    # Ours through API Gateway, the authorizer and Lambda of the stage deployed on the emulator.
+    ministack.install()
+    out = tmp_path / "results"
+
+    run = subprocess.run(  # noqa: S603 - fixed command
+        [sys.executable, "-m", "bench", "--smoke", "--parts", "7", "--express-deployed", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+    )
+
+    assert run.returncode == 0, f"stderr:\n{run.stderr[-6000:]}"
+    express = json.loads((out / "latest.json").read_text())["express_workflow"]
+    assert express["deployed"] is True
+    for design in ("ours", "express_workflow"):
+        assert express[design]["booked"] == 4 and express[design]["invariants"]["ok"], express[design]
+    assert express["second_booking_refused"] and express["queues_drained"]["empty"]
+    assert "our stage deployed on the emulated account" in (out / "latest.md").read_text()
