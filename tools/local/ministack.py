@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.local.processes import DIE_WITH_PARENT, HOST, free_port
+from tools.local.processes import DIE_WITH_PARENT, GC_THRESHOLDS, HOST, free_port
 from tools.shared import ROOT
 
 REQUIREMENTS = ROOT / "requirements-emulator.txt"
@@ -41,13 +41,7 @@ REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # A developer's own settings that must not reach the emulator or the functions it runs.
 DROPPED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-# Python's cyclic garbage collector, with its default thresholds (700, 10, 10), makes a full pass
-# over every object of the emulator (each item, queued message and stream record it holds) every
-# ~70,000 allocations: under load, every 5-6 s, for 70-300 ms during which no request is answered.
-# With these, a young pass sees at most ~150,000 objects and a full one comes a thousand times
-# more rarely (hours apart under load); cyclic garbage is still collected.
-GC_THRESHOLDS = (50_000, 2, 1000)
-# MiniStack's own entry point (``python -m ministack``) with those thresholds set first.
+# MiniStack's own entry point (``python -m ministack``), its full garbage collections made rare first.
 _ENTRY = f"import gc; gc.set_threshold{GC_THRESHOLDS}; from ministack.app import main; main()"
 
 
