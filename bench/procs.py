@@ -1,7 +1,7 @@
 """Where the CPU goes during a load: CPU time per process, and optional py-spy profiles.
 
 The local stack is one process tree: ``tools.local.stack`` (the queue pollers) and its
-children, MiniStack (DynamoDB and SQS, ``python -m ministack``) and ``chalice local``.
+children, MiniStack (DynamoDB and SQS, run from its own virtualenv) and ``chalice local``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def stack_processes(stack_pid: int) -> dict[str, int]:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "-m ministack" in cmdline:
+        if "ministack" in cmdline:  # its interpreter is .local/ministack-venv's
             found["MiniStack (DynamoDB + SQS)"] = child
         elif "chalice" in cmdline:
             found["chalice local (API)"] = child

@@ -35,13 +35,17 @@ class Owners:
 
 
 class FakeStream:
+    """One shard over ``records``; iterators are positions in it (``records`` may grow meanwhile)."""
+
     def __init__(self, records: list[dict[str, Any]]) -> None:
         self.records = records
+        self.iterators_issued = 0  # GetShardIterator calls
 
     def describe_stream(self, StreamArn: str) -> dict[str, Any]:
         return {"StreamDescription": {"Shards": [{"ShardId": "shard-1"}]}}
 
     def get_shard_iterator(self, **params: Any) -> dict[str, Any]:
+        self.iterators_issued += 1
         after = params.get("SequenceNumber")
         start = (
             0
@@ -52,4 +56,5 @@ class FakeStream:
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
         start = int(ShardIterator)
-        return {"Records": self.records[start : start + Limit]}
+        page = self.records[start : start + Limit]
+        return {"Records": page, "NextShardIterator": str(start + len(page))}

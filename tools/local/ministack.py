@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.local.processes import DIE_WITH_PARENT, HOST, free_port
+from tools.local.processes import DIE_WITH_PARENT, GC_THRESHOLDS, HOST, free_port
 from tools.shared import ROOT
 
 REQUIREMENTS = ROOT / "requirements-emulator.txt"
@@ -41,6 +41,8 @@ REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # A developer's own settings that must not reach the emulator or the functions it runs.
 DROPPED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# MiniStack's own entry point (``python -m ministack``), its full garbage collections made rare first.
+_ENTRY = f"import gc; gc.set_threshold{GC_THRESHOLDS}; from ministack.app import main; main()"
 
 
 class EmulatorError(RuntimeError):
@@ -160,7 +162,7 @@ def start(
     env = emulator_environment(port, state_dir, persist=persist, services=services)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 - our own venv's interpreter
-            [str(interpreter), "-m", "ministack"],
+            [str(interpreter), "-c", _ENTRY],
             cwd=state_dir,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -78,6 +78,10 @@ class ShardState:
     checkpoint: str | None = None  # the last sequence number settled
     batch_limit: int = 100
     attempts: int = 0  # failed attempts of the batch at the checkpoint
+    # Where the next read starts, from the last GetRecords, while every batch settles: a new
+    # iterator at the checkpoint costs GetShardIterator, which MiniStack answers by scanning
+    # the stream from its oldest record (the longer the stream, the dearer).
+    iterator: str | None = None
 
 
 @dataclass
@@ -185,6 +189,24 @@ class StreamPoller:
         raise RuntimeError(f"the stream still had records after {max_rounds} rounds")
 
     def _read(self, shard: str, state: ShardState) -> list[dict[str, Any]]:
+        if state.iterator is not None:
+            try:
+                return self._records(state, state.iterator)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in (
+                    "ExpiredIteratorException",
+                    "TrimmedDataAccessException",
+                ):
+                    raise
+                state.iterator = None  # from the checkpoint again
+        return self._records(state, self._iterator_at_checkpoint(shard, state))
+
+    def _records(self, state: ShardState, iterator: str) -> list[dict[str, Any]]:
+        resp = self._streams.get_records(ShardIterator=iterator, Limit=state.batch_limit)
+        state.iterator = resp.get("NextShardIterator")  # none once a closed shard is read to its end
+        return resp.get("Records") or []
+
+    def _iterator_at_checkpoint(self, shard: str, state: ShardState) -> str:
         params: dict[str, Any] = {"StreamArn": self._arn, "ShardId": shard}
         if state.checkpoint:
             params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.checkpoint)
@@ -201,7 +223,7 @@ class StreamPoller:
             state.checkpoint = None
             params = {"StreamArn": self._arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}
             iterator = self._streams.get_shard_iterator(**params)["ShardIterator"]
-        return self._streams.get_records(ShardIterator=iterator, Limit=state.batch_limit).get("Records") or []
+        return iterator
 
     def _poll_shard(self, shard: str, state: ShardState) -> PollOutcome:
         records = self._read(shard, state)
@@ -228,6 +250,7 @@ class StreamPoller:
             outcome.settled = len(records)
             self._save_checkpoints()
             return outcome
+        state.iterator = None  # the records from the first failure on come again: read from the checkpoint
         index = sequences.index(first)
         if index > 0:  # settle what came before the first failure
             state.checkpoint, state.attempts = sequences[index - 1], 0
