@@ -170,7 +170,7 @@ def markdown(results: dict[str, Any]) -> str:
         "## 8. On AWS's terms: end to end, cost, memory",
         "",
         "`bench/aws_analysis.py`: API Gateway, the invocation, the calls and the function's CPU at "
-        f"{aws['api_memory_mb']} MB (CPU per booking in yardsticks, "
+        f"{aws['api_memory_mb']} MB, the prod stage's API function (CPU per booking in yardsticks, "
         + ("measured in part 1" if aws["cpu_measured"] else "from the 2026-12-02 run: part 1 did not run")
         + "), drawn 20,000 times per cell (the article's algorithms at N >= 100: fewer, at least 200). "
         "Ours (measured): part 1's bookings on the model, this process's CPU replaced by the function's.",

@@ -22,10 +22,12 @@ yardsticks (see bench/yardstick.py) and charged on Lambda at the function's memo
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.latency_model import (
@@ -70,7 +72,17 @@ REFERENCE_YARDSTICK_MS = 11.4
 # Assumed: an inline Map runs up to 40 iterations at once (its documented practical ceiling).
 SFN_MAP_CONCURRENCY = 40
 SQS_BATCH = 10
-API_MEMORY_MB = 512  # .chalice/config.json, api_handler in dev and prod
+CHALICE_CONFIG = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
+
+
+def api_memory_mb(stage: str = "prod", config: Path = CHALICE_CONFIG) -> int:
+    """The API function's memory in a stage, as .chalice/config.json gives it."""
+    stages = json.loads(config.read_text(encoding="utf-8"))["stages"]
+    return int(stages[stage]["lambda_functions"]["api_handler"]["lambda_memory_size"])
+
+
+# On AWS's terms is in production: the model runs the API function at prod's memory (dev has less).
+API_MEMORY_MB = api_memory_mb("prod")
 MEMORY_SIZES_MB = (128, 256, 512, 1024, 1536, 1769)
 
 # The CPU a booking of N applications takes in the service, in yardsticks, when no run measured it:

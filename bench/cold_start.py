@@ -9,7 +9,9 @@ function it times, in a fresh interpreter each run:
 - ``import app``, then the function's handler answering one event that needs no AWS
   call (a malformed token, a request refused before any read, an unreadable message), so
   imports deferred to a function's own path are counted where they happen;
-- ``import boto3`` alone, the yardstick the targets are set against.
+- ``import boto3`` alone, the yardstick the targets are set against;
+- ``import boto3`` and one DynamoDB client: what any function that declines an
+  application must pay before its first call, whatever else it imports.
 
 Medians of ``runs`` interpreters per function, interleaved so drift hits all alike.
 """
@@ -36,10 +38,12 @@ RUNTIME_REQUIREMENTS = ("boto3==1.44.5", "botocore==1.44.5")
 _PROBE = r"""
 import json, sys, time
 t0 = time.perf_counter()
-if sys.argv[1] == "boto3":
+if sys.argv[1] in ("boto3", "boto3_client"):
     import boto3
     import_ms = (time.perf_counter() - t0) * 1000
-    print(json.dumps({"import_ms": import_ms, "first_answer_ms": import_ms}))
+    if sys.argv[1] == "boto3_client":
+        boto3.client("dynamodb")
+    print(json.dumps({"import_ms": import_ms, "first_answer_ms": (time.perf_counter() - t0) * 1000}))
     raise SystemExit(0)
 import importlib
 module_name, _, attr = sys.argv[2].rpartition(".")
@@ -144,7 +148,7 @@ def function_environment(code_dir: Path, stage_env: dict[str, str]) -> dict[str,
 
 
 def _probe(python: Path, code_dir: Path, env: dict[str, str], kind: str, handler: str = "") -> dict[str, float]:
-    if kind == "boto3":  # the runtime's boto3 alone: nothing of the zip on the path
+    if kind.startswith("boto3"):  # the runtime's boto3 alone: nothing of the zip on the path
         env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "LAMBDA_TASK_ROOT")}
         code_dir = code_dir.parent
     proc = subprocess.run(  # noqa: S603 - our own probe
@@ -181,15 +185,21 @@ def measure(zip_path: Path, template_path: Path, runs: int = 5) -> dict[str, Any
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(code_dir)
         envs = {kind: function_environment(code_dir, environment_of(template_path, kind)) for kind in FUNCTIONS}
-        envs["boto3"] = function_environment(code_dir, {})
-        samples: dict[str, list[dict[str, float]]] = {k: [] for k in ("boto3", *FUNCTIONS)}
+        envs["boto3"] = envs["boto3_client"] = function_environment(code_dir, {})
+        samples: dict[str, list[dict[str, float]]] = {k: [] for k in ("boto3", "boto3_client", *FUNCTIONS)}
         for _ in range(runs):
             for kind in samples:
                 samples[kind].append(_probe(python, code_dir, envs[kind], kind, handlers.get(kind, "")))
     finally:
         shutil.rmtree(code_dir, ignore_errors=True)
     boto3_ms = statistics.median(s["import_ms"] for s in samples["boto3"])
-    result: dict[str, Any] = {"runs": runs, "zip": zip_contents(zip_path), "boto3_import_ms": boto3_ms}
+    client_ms = statistics.median(s["first_answer_ms"] for s in samples["boto3_client"])
+    result: dict[str, Any] = {
+        "runs": runs,
+        "zip": zip_contents(zip_path),
+        "boto3_import_ms": boto3_ms,
+        "boto3_and_dynamodb_client_ms": client_ms,
+    }
     result["functions"] = {
         kind: {
             "label": FUNCTIONS[kind],
@@ -202,4 +212,5 @@ def measure(zip_path: Path, template_path: Path, runs: int = 5) -> dict[str, Any
     }
     for entry in result["functions"].values():
         entry["x_boto3"] = entry["first_answer_ms"] / boto3_ms
+        entry["x_boto3_client"] = entry["first_answer_ms"] / client_ms
     return result

@@ -86,6 +86,7 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
     # 5. Every function of the package answered its first event in a fresh interpreter.
     cold = results["cold_start"]
     assert cold["boto3_import_ms"] > 0
+    assert cold["boto3_and_dynamodb_client_ms"] > cold["boto3_import_ms"]
     assert set(cold["functions"]) == {"api", "authorizer", "worker"}
     assert all(f["first_answer_ms"] > 0 for f in cold["functions"].values())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -19,6 +21,17 @@ def test_cpu_is_charged_at_the_functions_memory_share() -> None:
     assert aws_model.cpu_on_lambda_ms(1.0, 512) == pytest.approx(one_vcpu * 1769 / 512)
     # One thread cannot use more than one vCPU.
     assert aws_model.cpu_on_lambda_ms(1.0, 3008) == pytest.approx(one_vcpu)
+
+
+def test_the_model_runs_the_api_function_at_productions_memory(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"stages": {"prod": {"lambda_functions": {"api_handler": {"lambda_memory_size": 1536}}},'
+        ' "dev": {"lambda_functions": {"api_handler": {"lambda_memory_size": 384}}}}}'
+    )
+    assert aws_model.api_memory_mb("prod", config) == 1536
+    assert aws_model.api_memory_mb("dev", config) == 384
+    assert aws_model.api_memory_mb("prod") == aws_model.API_MEMORY_MB
 
 
 def test_the_designs_keep_their_order_end_to_end() -> None:
