@@ -61,8 +61,8 @@ def expected_calls(impl: str, size: int, query_pages: int = 1) -> dict[str, int]
     if impl == "ours":
         # the declines and the booking's delayed sweep of the job, ten entries per call
         # the job and the application in one read, then the nanny's calendar (docs/job-life.md);
-        # beside the transaction, the index (keys only) and the job for the answer
-        calls = {"TransactGetItems": 1, "GetItem": 2, "TransactWriteItems": 1, "Query": query_pages}
+        # beside the transaction, the index (keys only)
+        calls = {"TransactGetItems": 1, "GetItem": 1, "TransactWriteItems": 1, "Query": query_pages}
         calls["SendMessageBatch"] = math.ceil((declines + 1) / SQS_BATCH_LIMIT)
         return calls
     calls = {"Query": 1, "TransactWriteItems": 1}

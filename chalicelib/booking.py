@@ -24,6 +24,7 @@ from chalicelib.domain import (
     Caller,
     CancellationIncomplete,
     CancellationResult,
+    Commit,
     Cursor,
     DeclineOutcome,
     DeclinesNotQueued,
@@ -64,8 +65,8 @@ class Store(Protocol):
     def get_application(self, job_id: str, application_id: str) -> Application | None: ...
     def list_applications(self, job_id: str, limit: int, cursor: Cursor | None) -> Page[Application]: ...
     def list_applications_of_applicant(self, user: str, limit: int, cursor: Cursor | None) -> Page[Application]: ...
-    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None: ...
-    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Job | None: ...
+    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Commit: ...
+    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Commit: ...
     def withdraw_application(
         self, applicant: str, job_id: str, application_id: str, now: str
     ) -> tuple[Application, bool]: ...
@@ -229,6 +230,7 @@ class BookingService:
             job_id,
             reason=Reason.JOB_BOOKED,
             commit=lambda: self._store.close_job_and_accept(caller.user_id, job_id, application_id, now),
+            reads_job=True,
             as_committed=lambda job: replace(
                 job, status=JobStatus.CLOSED, accepted_application_id=application_id, closed_at=now
             ),
@@ -259,6 +261,7 @@ class BookingService:
             job_id,
             reason=Reason.JOB_CANCELLED,
             commit=lambda: self._store.cancel_job(caller.user_id, job_id, reason, now),
+            reads_job=False,
             as_committed=lambda job: replace(job, status=JobStatus.CANCELLED, cancelled_at=now, cancel_reason=reason),
             keep=None,
             texts=_CANCELLATION,
@@ -271,7 +274,8 @@ class BookingService:
         job_id: str,
         *,
         reason: Reason,
-        commit: Callable[[], Job | None],
+        commit: Callable[[], Commit],
+        reads_job: bool,
         as_committed: Callable[[Job], Job],
         keep: str | None,
         texts: _SettleTexts,
@@ -280,23 +284,23 @@ class BookingService:
         """Takes a job out of OPEN (``commit``), then queues its sweep and a decline for
         every other application the ``jobApplications`` index lists (``keep`` apart).
 
-        ``commit`` returns None when it committed, or the job as stored when the same
-        change had already committed (a replay). The index read (and a read of the job,
-        for the answer) goes out together with the transaction: it changes nothing if the
-        transaction is refused, and what it misses (a lagging index, an application
-        racing the commit) the sweep declines. The index holds keys only, so it may list
-        an application no longer PENDING: its decline is queued and the worker leaves it
-        as it is. A replay reads what is still PENDING instead. The sweep needs nothing
-        but the commit: it goes out first, even when the read failed or the commit's
-        outcome is unknown (a sweep of a job still OPEN does nothing). Nothing after the
-        commit can answer a 500: every failure there is a 503 the client repeats,
-        counted in ``PostCommitFailures``.
+        ``commit`` reports whether the same change had already committed (a replay) and,
+        when it knows, the job as it left it. The index read goes out together with the
+        transaction (and a read of the job, for the answer, unless the commit ``reads_job``
+        itself, as a booking does): it changes nothing if the transaction is refused, and what it
+        misses (a lagging index, an application racing the commit) the sweep declines.
+        The index holds keys only, so it may list an application no longer PENDING: its
+        decline is queued and the worker leaves it as it is. A replay reads what is still
+        PENDING instead. The sweep needs nothing but the commit: it goes out first, even
+        when the read failed or the commit's outcome is unknown (a sweep of a job still
+        OPEN does nothing). Nothing after the commit can answer a 500: every failure
+        there is a 503 the client repeats, counted in ``PostCommitFailures``.
         """
-        read_job = self._start(lambda: self._store.get_job(job_id))
+        read_job = None if reads_job else self._start(lambda: self._store.get_job(job_id))
         read_index = self._start(lambda: self._store.indexed_application_ids(job_id))
         try:
-            replay_of = commit()
-            if replay_of is None:
+            committed = commit()
+            if not committed.replayed:
                 self._metrics.count(texts.committed_metric)
                 log.info("%s committed", texts.committed_metric, extra={"jobId": job_id})
         except OutcomeUnknown as exc:
@@ -304,16 +308,19 @@ class BookingService:
             raise OutcomeUnknown(texts.unknown, sweepQueued=sweep_queued, **details) from exc
         finally:
             # A refused commit still lets its reads finish: no thread outlives the request.
-            read_job.settle()
+            if read_job is not None:
+                read_job.settle()
             read_index.settle()
         try:
             # A replay heals what an earlier call left undone: it re-queues only what is
             # still PENDING, read consistently (the index cannot tell).
-            listed = self._store.job_with_pending_applications(job_id)[1] if replay_of else read_index.result()
-            base = replay_of or read_job.result()
-            if base is None:  # pragma: no cover - the transaction has just written it
-                raise JobNotFound("Job not found.")
-            job = replay_of or as_committed(base)
+            listed = self._store.job_with_pending_applications(job_id)[1] if committed.replayed else read_index.result()
+            job = committed.job
+            if job is None:
+                base = read_job.result() if read_job is not None else self._store.get_job(job_id)
+                if base is None:  # pragma: no cover - the transaction has just written it
+                    raise JobNotFound("Job not found.")
+                job = as_committed(base)
         except Exception as exc:
             log.error("job settled but its applications could not be read", extra={"jobId": job_id})
             sweep_queued = self._queue_sweep_alone(job_id, "its applications could not be read")
@@ -341,7 +348,7 @@ class BookingService:
                 sweepQueued=not report.sweep_failed,
                 **details,
             )
-        return _Settled(job=job, queued=report.queued, replayed=replay_of is not None)
+        return _Settled(job=job, queued=report.queued, replayed=committed.replayed)
 
     def _queue_sweep_alone(self, job_id: str, why: str) -> bool:
         """After a commit whose declines cannot be queued: at least the sweep, which finds them itself."""

@@ -305,6 +305,19 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """What a transaction taking a job out of OPEN (a booking, a cancel) reports.
+
+    ``replayed``: the same change had committed before, and this call wrote nothing.
+    ``job``: the job as stored after the call, when the call knows it (it read the job
+    before writing it, or found the change made); None when it wrote without reading it.
+    """
+
+    replayed: bool
+    job: Job | None = None
+
+
+@dataclass(frozen=True)
 class Slot:
     """A booked job's time, ``[starts_at, ends_at)``, in a nanny's calendar."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from chalicelib.domain import Application, Cursor, DeclineOutcome, Job, JobStatus, Page, Reason, Slot
+from chalicelib.domain import Application, Commit, Cursor, DeclineOutcome, Job, JobStatus, Page, Reason, Slot
 from chalicelib.dynamo import TRANSACTION_DEADLINE_SECONDS, Table
 from chalicelib.mail import ClaimState, MailContext
 from chalicelib.mail_store import MailRecords
@@ -91,10 +91,10 @@ class DynamoStore:
     def calendar(self, user: str) -> tuple[int, list[Slot]]:
         return self._transitions.calendar(user)
 
-    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None:
+    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Commit:
         return self._transitions.close_job_and_accept(owner, job_id, application_id, now)
 
-    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Job | None:
+    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Commit:
         return self._transitions.cancel_job(owner, job_id, reason, now)
 
     def withdraw_application(

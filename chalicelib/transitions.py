@@ -40,6 +40,7 @@ from chalicelib.domain import (
     ApplicationNotPending,
     ApplicationRule,
     ApplicationStatus,
+    Commit,
     ConcurrentUpdate,
     DeclineOutcome,
     Forbidden,
@@ -275,11 +276,11 @@ class Transitions:
 
     # ------------------------------------------------------------- booking
 
-    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None:
+    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Commit:
         """Closes the job, accepts the application and books the nanny's time, in one transaction.
 
-        Returns None when this call committed, or the job as stored when the same
-        booking had already committed (a replay); raises on any other refusal, and
+        Returns the job as this call left it, or as stored when the same booking had
+        already committed (a replay); raises on any other refusal, and
         ``NannyUnavailable`` when the applicant is booked elsewhere at an overlapping time.
         """
         started = self._monotonic()
@@ -288,7 +289,7 @@ class Transitions:
             if job.owner != owner:
                 raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
             if job.status is JobStatus.CLOSED and job.accepted_application_id == application_id:
-                return job  # the same booking again: the caller finishes the declines
+                return Commit(replayed=True, job=job)  # the same booking again: the caller finishes the declines
             if not BOOK.allows(job, now):
                 raise refusal(BOOK, job, now, "bookings")
             if app is None:
@@ -320,8 +321,17 @@ class Transitions:
                 reasons = cancelled.reasons
                 if failed(reason_at(reasons, 3)) and not any(failed(reason_at(reasons, i)) for i in (0, 1)):
                     continue  # the nanny's calendar changed since it was read: check again
-                return self._explain_booking_failure(reasons, owner, job_id, application_id, now)
-            return None
+                return Commit(
+                    replayed=True, job=self._explain_booking_failure(reasons, owner, job_id, application_id, now)
+                )
+            committed = replace(
+                job,
+                status=JobStatus.CLOSED,
+                accepted_application_id=application_id,
+                accepted_applicant=app.applicant,
+                closed_at=now,
+            )
+            return Commit(replayed=False, job=committed)
         raise ConcurrentUpdate("The nanny's bookings kept changing during booking; retry.")
 
     def _close_job(self, owner: str, job: Job, application_id: str, applicant: str, now: str) -> dict[str, Any]:
@@ -389,13 +399,13 @@ class Transitions:
 
     # ---------------------------------------------------------- cancelling
 
-    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Job | None:
+    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Commit:
         """Cancels an OPEN job (started or not), or a CLOSED one before it starts.
 
         An OPEN job leaves the listing; a CLOSED one's accepted application becomes
         CANCELLED (``BOOKING_CANCELLED``) and the nanny's time is freed, atomically.
-        Returns None when this call committed, or the job as stored when it was already
-        CANCELLED (a replay: the caller re-queues what is still PENDING).
+        Reports whether it was already CANCELLED (a replay: the caller re-queues what is
+        still PENDING), with the job as stored then.
         """
         values = {**rule_values(CANCEL_OPEN, now), ":owner": item_shapes.string(owner)}
         update = "SET #status = :cancelled, cancelledAt = :now, updatedAt = :now"
@@ -421,13 +431,13 @@ class Transitions:
                 raise ConcurrentUpdate("The job changed while cancelling; retry.") from None
             job = self._refusing_job(job_reason, owner, job_id, "Only the job's owner can cancel it.")
             if job.status is JobStatus.CANCELLED:
-                return job
+                return Commit(replayed=True, job=job)
             if job.status is CANCEL_BOOKED.status:
                 return self._cancel_booked_job(job, reason, now)
             raise refusal(CANCEL_OPEN, job, now, "changes") from None
-        return None
+        return Commit(replayed=False)
 
-    def _cancel_booked_job(self, job: Job, reason: str | None, now: str) -> Job | None:
+    def _cancel_booked_job(self, job: Job, reason: str | None, now: str) -> Commit:
         """CLOSED → CANCELLED before the start, its ACCEPTED application → CANCELLED.
 
         Conditioned on the booking read (its application still ACCEPTED): of this and
@@ -481,7 +491,7 @@ class Transitions:
             job_reason = reason_at(cancelled.reasons, 0)
             current = self._refusing_job(job_reason, job.owner, job.job_id, "Only the job's owner can cancel it.")
             if current.status is JobStatus.CANCELLED:
-                return current
+                return Commit(replayed=True, job=current)
             if CANCEL_BOOKED.unmet(current, now) is Unmet.TIMING:
                 raise JobStarted(
                     "The job has started; it can no longer be cancelled.", startsAt=current.starts_at
@@ -490,7 +500,7 @@ class Transitions:
             raise ConcurrentUpdate(
                 "The booking changed while cancelling; look at the job and retry.", status=current.status.value
             ) from None
-        return None
+        return Commit(replayed=False)
 
     # ---------------------------------------------------------- withdrawing
 

@@ -48,7 +48,7 @@ def test_bench_smoke_writes_its_results_and_every_invariant_holds(tmp_path: Path
             assert size[impl]["calls_as_expected"], (size[impl]["calls_per_booking"], size[impl]["calls_expected"])
     assert sizes[1]["ours"]["calls_per_booking"] == {
         "TransactGetItems": 1,
-        "GetItem": 2,
+        "GetItem": 1,
         "TransactWriteItems": 1,
         "Query": 1,
         "SendMessageBatch": 1,

@@ -68,8 +68,10 @@ def test_a_commit_whose_request_died_is_healed_by_the_stream(stack: RunningStack
     booked_parent, booked_job, _, booked_apps = _job_with_nannies(as_user)
     cancelled_parent, cancelled_job, _, _ = _job_with_nannies(as_user, 3)
 
-    assert store.close_job_and_accept(_owner(booked_parent), booked_job, booked_apps[0], format_time(utc_now())) is None
-    assert store.cancel_job(_owner(cancelled_parent), cancelled_job, None, format_time(utc_now())) is None
+    assert not store.close_job_and_accept(
+        _owner(booked_parent), booked_job, booked_apps[0], format_time(utc_now())
+    ).replayed
+    assert not store.cancel_job(_owner(cancelled_parent), cancelled_job, None, format_time(utc_now())).replayed
 
     booked = wait_for(settled(booked_parent, booked_job), EMAIL_WAIT_SECONDS, "the booking healed", stack)
     cancelled = wait_for(settled(cancelled_parent, cancelled_job), EMAIL_WAIT_SECONDS, "the cancellation healed", stack)

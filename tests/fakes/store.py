@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from chalicelib import items as it
 from chalicelib.domain import (
@@ -23,6 +23,7 @@ from chalicelib.domain import (
     ApplicationNotFound,
     ApplicationNotPending,
     ApplicationStatus,
+    Commit,
     ConcurrentUpdate,
     DeclineOutcome,
     Forbidden,
@@ -291,8 +292,8 @@ class InMemoryStore:
 
     # ---------------------------------------------------------------- booking
 
-    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Job | None:
-        def run() -> Job | None:
+    def close_job_and_accept(self, owner: str, job_id: str, application_id: str, now: str) -> Commit:
+        def run() -> Commit:
             job = self._jobs.get(job_id)
             if job is None:
                 raise JobNotFound("Job not found.")
@@ -300,7 +301,7 @@ class InMemoryStore:
             if job.owner != owner:
                 raise Forbidden("Only the job's owner can book it.", code="NOT_JOB_OWNER")
             if job.status is JobStatus.CLOSED and job.accepted_application_id == application_id:
-                return job  # the same booking again: the caller finishes the declines
+                return Commit(replayed=True, job=job)  # the same booking again: the caller finishes the declines
             if job.status is not JobStatus.OPEN or job.has_started(now):
                 _refuse_not_open(job, now, "bookings")
             if app is None:
@@ -319,24 +320,25 @@ class InMemoryStore:
             drop = {s.job_id for s in past_slots(list(slots.values()), now)[:_PRUNE_PER_WRITE]}
             kept = {k: v for k, v in slots.items() if k not in drop}
             self._calendars[app.applicant] = (version + 1, {**kept, job_id: job.slot()})
-            self._jobs[job_id] = replace(
+            booked = replace(
                 job,
                 status=JobStatus.CLOSED,
                 accepted_application_id=application_id,
                 accepted_applicant=app.applicant,
                 closed_at=now,
             )
+            self._jobs[job_id] = booked
             self._apps[job_id][application_id] = replace(app, status=ApplicationStatus.ACCEPTED, updated_at=now)
             self._listed.discard(job_id)
             self._due[job_id] = job.ends_at
-            return None
+            return Commit(replayed=False, job=booked)
 
         return self._call("close_job_and_accept", run)
 
     # ------------------------------------------------------------- cancelling
 
-    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Job | None:
-        def run() -> Job | None:
+    def cancel_job(self, owner: str, job_id: str, reason: str | None, now: str) -> Commit:
+        def run() -> Commit:
             job = self._jobs.get(job_id)
             if job is None:
                 raise JobNotFound("Job not found.")
@@ -346,17 +348,16 @@ class InMemoryStore:
                 self._jobs[job_id] = _cancelled(job, reason, now)
                 self._listed.discard(job_id)
                 self._due.pop(job_id, None)
-                return None
+                return Commit(replayed=False)
             if job.status is JobStatus.CANCELLED:
-                return job
+                return Commit(replayed=True, job=job)
             if job.status is JobStatus.CLOSED:
                 return self._cancel_booked_job(job, reason, now)
             _refuse_not_open(job, now, "changes")
-            return None  # pragma: no cover - it raised
 
         return self._call("cancel_job", run)
 
-    def _cancel_booked_job(self, job: Job, reason: str | None, now: str) -> Job | None:
+    def _cancel_booked_job(self, job: Job, reason: str | None, now: str) -> Commit:
         if job.has_started(now):
             raise JobStarted("The job has started; it can no longer be cancelled.", startsAt=job.starts_at)
         application_id = job.accepted_application_id or ""
@@ -373,7 +374,7 @@ class InMemoryStore:
         )
         if nanny:
             self._calendar_release(nanny, job.job_id)
-        return None
+        return Commit(replayed=False)
 
     # ------------------------------------------------------------ withdrawing
 
@@ -500,7 +501,7 @@ def _cancelled(job: Job, reason: str | None, now: str) -> Job:
     return replace(job, status=JobStatus.CANCELLED, cancelled_at=now, cancel_reason=reason or job.cancel_reason)
 
 
-def _refuse_not_open(job: Job, now: str, what: str) -> None:
+def _refuse_not_open(job: Job, now: str, what: str) -> NoReturn:
     """Why an OPEN-only write was refused by this job: always raises."""
     if job.status is JobStatus.OPEN and job.has_started(now):
         raise JobStarted(f"The job has started; it takes no more {what}.", startsAt=job.starts_at)

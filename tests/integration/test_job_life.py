@@ -73,7 +73,7 @@ def test_a_cancel_that_committed_but_queued_nothing_is_healed_by_repeating_it(ap
     job_id = api.create_job("alice")["jobId"]
     apps = [api.apply(f"n{i}", job_id)["applicationId"] for i in range(4)]
     # the process died between the commit and the enqueue
-    assert bootstrap.store().cancel_job(user_id("alice"), job_id, None, format_time(utc_now())) is None
+    assert not bootstrap.store().cancel_job(user_id("alice"), job_id, None, format_time(utc_now())).replayed
     assert aws.queue_depth() == 0
 
     reply = _cancel(api, "alice", job_id)

@@ -75,7 +75,7 @@ def _unreachable_publisher(aws: Aws) -> SqsDeclinePublisher:
 def test_reconcile_heals_a_booking_that_committed_but_queued_nothing(api: Api, aws: Aws) -> None:
     # Given a booking whose transaction committed, then the process died before publishing
     job_id, (chosen, *others) = _job_with_applicants(api, "alice", 3)
-    assert bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now())) is None
+    assert not bootstrap.store().close_job_and_accept(user_id("alice"), job_id, chosen, format_time(utc_now())).replayed
     assert aws.queue_depth() == 0
 
     # When reconcile runs

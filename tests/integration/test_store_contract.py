@@ -24,6 +24,7 @@ from chalicelib.booking import Store
 from chalicelib.domain import (
     Application,
     ApplicationStatus,
+    Commit,
     DeclineOutcome,
     DomainError,
     Job,
@@ -382,7 +383,7 @@ def test_a_booking_closes_the_job_accepts_the_application_and_fills_the_calendar
     j = posted(store)
     a, other = applied(store, j), applied(store, j, "u-olga")
 
-    assert store.close_job_and_accept("u-alice", j.job_id, a.application_id, at(5)) is None
+    committed = store.close_job_and_accept("u-alice", j.job_id, a.application_id, at(5))
 
     booked = copy(
         j,
@@ -391,6 +392,8 @@ def test_a_booking_closes_the_job_accepts_the_application_and_fills_the_calendar
         accepted_applicant="u-nina",
         closed_at=at(5),
     )
+    # the commit answers the job as it left it: the caller needs no second read
+    assert committed == Commit(replayed=False, job=booked)
     assert store.get_job(j.job_id) == booked
     assert store.get_application(j.job_id, a.application_id) == copy(
         a, status=ApplicationStatus.ACCEPTED, updated_at=at(5)
@@ -398,7 +401,7 @@ def test_a_booking_closes_the_job_accepts_the_application_and_fills_the_calendar
     assert store.get_application(j.job_id, other.application_id) == other
     assert store.calendar("u-nina")[1] == [j.slot()]
     # the same booking again answers the job as stored, and changes nothing
-    assert store.close_job_and_accept("u-alice", j.job_id, a.application_id, at(6)) == booked
+    assert store.close_job_and_accept("u-alice", j.job_id, a.application_id, at(6)) == Commit(replayed=True, job=booked)
     assert store.get_job(j.job_id) == booked
 
 
@@ -436,7 +439,7 @@ def test_no_nanny_is_booked_twice_at_overlapping_times(backend: Backend) -> None
 
     assert error.details == {"jobId": first.job_id, "startsAt": first.starts_at, "endsAt": first.ends_at}
     assert store.get_job(overlapping.job_id) == overlapping
-    assert store.close_job_and_accept("u-bob", adjacent.job_id, a3.application_id, at(1)) is None
+    assert not store.close_job_and_accept("u-bob", adjacent.job_id, a3.application_id, at(1)).replayed
     version, slots = store.calendar("u-nina")
     assert sorted(slots, key=lambda s: s.starts_at) == [first.slot(), adjacent.slot()] and version == 2
     assert store.calendar("u-nobody") == (0, [])
@@ -449,11 +452,12 @@ def test_cancelling_an_open_job_even_started_and_again(backend: Backend) -> None
     store = backend.store
     j = posted(store, starts=2)
     a = applied(store, j)
-    assert store.cancel_job("u-alice", j.job_id, "plans changed", at(3)) is None  # started: still cancellable
+    # started: still cancellable
+    assert store.cancel_job("u-alice", j.job_id, "plans changed", at(3)) == Commit(replayed=False)
     cancelled = copy(j, status=JobStatus.CANCELLED, cancelled_at=at(3), cancel_reason="plans changed")
     assert store.get_job(j.job_id) == cancelled
     assert store.get_application(j.job_id, a.application_id) == a  # its declines are the service's
-    assert store.cancel_job("u-alice", j.job_id, "again", at(4)) == cancelled
+    assert store.cancel_job("u-alice", j.job_id, "again", at(4)) == Commit(replayed=True, job=cancelled)
     assert store.due_job_ids(at(10), 10) == []
     quiet = posted(store)
     store.cancel_job("u-alice", quiet.job_id, "", at(1))
@@ -465,7 +469,7 @@ def test_cancelling_a_booked_job_cancels_its_booking_and_frees_the_nanny(backend
     j = posted(store)
     a = applied(store, j)
     store.close_job_and_accept("u-alice", j.job_id, a.application_id, at(1))
-    assert store.cancel_job("u-alice", j.job_id, None, at(2)) is None
+    assert store.cancel_job("u-alice", j.job_id, None, at(2)) == Commit(replayed=False)
     stored = store.get_job(j.job_id)
     assert (stored.status, stored.cancelled_at, stored.accepted_application_id) == (
         JobStatus.CANCELLED,
@@ -476,7 +480,7 @@ def test_cancelling_a_booked_job_cancels_its_booking_and_frees_the_nanny(backend
         a, status=ApplicationStatus.CANCELLED, reason=Reason.BOOKING_CANCELLED, updated_at=at(2)
     )
     assert store.calendar("u-nina")[1] == []
-    assert store.cancel_job("u-alice", j.job_id, None, at(3)) == stored
+    assert store.cancel_job("u-alice", j.job_id, None, at(3)) == Commit(replayed=True, job=stored)
 
 
 def test_cancelling_s_refusals(backend: Backend) -> None:

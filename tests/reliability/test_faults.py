@@ -229,7 +229,9 @@ def test_a_crash_between_commit_and_enqueue_is_healed_by_replay_and_by_reconcile
     # The booking's transaction commits, then the process dies: nothing is queued.
     for parent, job_id, (chosen, *_) in jobs:
         assert (
-            bootstrap.store().close_job_and_accept(parent_user(parent), job_id, chosen, format_time(utc_now())) is None
+            not bootstrap.store()
+            .close_job_and_accept(parent_user(parent), job_id, chosen, format_time(utc_now()))
+            .replayed
         )
     FIGURES.add("faults", "crashes between commit and enqueue", len(jobs))
     FIGURES.add("faults", "faults injected (total)", len(jobs))

@@ -341,6 +341,20 @@ def test_booking_accepts_one_closes_the_job_and_queues_every_other_decline(world
     assert world.service.get_job(job_id) == result.job
 
 
+def test_a_booking_answers_with_the_job_its_transaction_read_and_wrote(world: World) -> None:
+    # The commit reads the job before it writes it: no second read of the job for the answer.
+    job_id = world.post()
+    apps = world.applicants(job_id, 2)
+    world.store.calls.clear()
+
+    result = world.service.book(ALICE, job_id, apps[0])
+
+    assert world.store.calls["get_job"] == 0
+    assert world.store.calls["close_job_and_accept"] == 1
+    assert result.job == world.service.get_job(job_id)
+    assert result.job.accepted_applicant == world.store.get_application(job_id, apps[0]).applicant  # type: ignore[union-attr]
+
+
 def test_a_withdrawn_application_the_index_lists_is_queued_and_left_withdrawn(world: World) -> None:
     # The jobApplications index holds keys only: the booking cannot tell a withdrawn
     # application from a PENDING one, so it queues both and the decline leaves it as it is.
