@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ import boto3
 
 from bench.express_workflow import Target, _api_booker, compare
 from bench.stack import clean_env
+from tools.deploy import pool_users
 from tools.local import ministack
 from tools.shared import ROOT, stage_environment
 
 STAGE = "dev"
 REGION = "us-east-1"
 DEPLOY_TIMEOUT_S = 300
-PASSWORD = "Bench-Express-42"  # noqa: S105 - a user of a throwaway emulated pool
 
 
 def run(workdir: Path, say: Callable[[str], None], bookings: int = 20, apps_per_job: int = 5) -> dict[str, Any]:
@@ -117,18 +116,8 @@ def _deploy(endpoint: str, build_dir: Path, log: Path) -> float:
 
 
 def _parent(idp: Any, outputs: dict[str, str]) -> tuple[str, str, str]:
-    """A parent in the stage's pool: (username, ID token, sub)."""
-    pool, username = outputs["UserPoolId"], f"bench-parent-{uuid.uuid4().hex[:8]}"
-    email = [{"Name": "email", "Value": f"{username}@example.com"}, {"Name": "email_verified", "Value": "true"}]
-    idp.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS", UserAttributes=email)
-    idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=PASSWORD, Permanent=True)
-    idp.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName="parents")
-    token = idp.admin_initiate_auth(
-        UserPoolId=pool,
-        ClientId=outputs["AdminClientId"],
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": username, "PASSWORD": PASSWORD},
-    )["AuthenticationResult"]["IdToken"]
-    attributes = idp.admin_get_user(UserPoolId=pool, Username=username)["UserAttributes"]
-    sub = next(a["Value"] for a in attributes if a["Name"] == "sub")
-    return username, token, sub
+    """A parent in the stage's pool, with an address for its notifications: (username, ID token, sub)."""
+    user = pool_users.sign_up(
+        idp, outputs["UserPoolId"], outputs["AdminClientId"], "parents", prefix="bench", email=True
+    )
+    return user.username, user.token, user.sub

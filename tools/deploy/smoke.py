@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sys
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tools.deploy import cfn_stack
+from tools.deploy import cfn_stack, pool_users
 from tools.deploy.settings import DeployError, aws_session, resources_stack_name, stack_name
 from tools.shared import ROOT, Printer, say
 
@@ -134,19 +133,9 @@ class Users:
     created: list[str] = field(default_factory=list)
 
     def sign_up(self, target: Target, group: str) -> tuple[str, str]:
-        username = f"smoke-{group[:-1]}-{secrets.token_hex(5)}"
-        password = f"Sm0ke-{secrets.token_urlsafe(12)}aA1"
-        self.idp.admin_create_user(UserPoolId=self.pool_id, Username=username, MessageAction="SUPPRESS")
-        self.created.append(username)
-        self.idp.admin_set_user_password(UserPoolId=self.pool_id, Username=username, Password=password, Permanent=True)
-        self.idp.admin_add_user_to_group(UserPoolId=self.pool_id, Username=username, GroupName=group)
-        auth = self.idp.admin_initiate_auth(
-            UserPoolId=self.pool_id,
-            ClientId=target.admin_client_id,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": username, "PASSWORD": password},
-        )
-        return username, auth["AuthenticationResult"]["IdToken"]
+        user = pool_users.sign_up(self.idp, self.pool_id, target.admin_client_id, group, prefix="smoke")
+        self.created.append(user.username)
+        return user.username, user.token
 
     def remove_all(self, out: Printer) -> list[str]:
         left = []
