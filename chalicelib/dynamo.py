@@ -34,6 +34,9 @@ _IN_FLIGHT_CODES = {"TransactionInProgressException", "IdempotentParameterMismat
 CONFLICT_RETRIES = 3
 # No new transaction attempt starts later than this after the first (docs/api.md#timeouts-and-retries).
 TRANSACTION_DEADLINE_SECONDS = 1.5
+# BatchGetItem takes at most 100 keys; keys it leaves unprocessed are asked again this many times.
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_RETRIES = 3
 
 
 def error_code(exc: ClientError) -> str:
@@ -117,6 +120,28 @@ class Table:
             "Item"
         )
         return item
+
+    def batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of ``keys`` that exist, read consistently, in as few BatchGetItem calls
+        as DynamoDB allows (100 keys each). Keys it leaves unprocessed (throttling, 16 MB) are
+        asked again after a pause; still unprocessed after ``BATCH_GET_RETRIES``: Unavailable."""
+        unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())  # duplicates are refused
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            pending = unique[start : start + BATCH_GET_MAX_KEYS]
+            attempt = 0
+            while pending:
+                attempt += 1
+                resp = self.api_call(
+                    "batch_get_item", RequestItems={self.name: {"Keys": pending, "ConsistentRead": True}}
+                )
+                found.extend(resp.get("Responses", {}).get(self.name) or [])
+                pending = (resp.get("UnprocessedKeys") or {}).get(self.name, {}).get("Keys") or []
+                if pending and attempt > BATCH_GET_RETRIES:
+                    raise Unavailable(f"{len(pending)} keys left unprocessed after {attempt} reads")
+                if pending:
+                    self._sleep(AFTER_OUTAGE.pause(attempt))
+        return found
 
     def query(self, **params: Any) -> dict[str, Any]:
         """One page of a query of this table or one of its indexes."""

@@ -147,6 +147,11 @@ def key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"PK": string(pk), "SK": string(sk)}
 
 
+def primary_key(item: dict[str, Any]) -> tuple[str, str]:
+    """An item's (or a key's) partition and sort key, as a value to look items up by."""
+    return item["PK"]["S"], item["SK"]["S"]
+
+
 def job_key(job_id: str) -> dict[str, Any]:
     return key(job_partition(job_id), JOB_SORT)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -80,8 +81,13 @@ class MailContext:
     applicant: Person | None
 
 
+# What an email's context is read by: its event's job and application (None for a job's own event).
+ContextKey = tuple[str, str | None]
+
+
 class MailStore(Protocol):
     def mail_context(self, job_id: str, application_id: str | None) -> MailContext | None: ...
+    def mail_contexts(self, events: Iterable[ContextKey]) -> dict[ContextKey, MailContext | None]: ...
     def claim_mail(self, event_id: str, recipient: str, *, lease_seconds: int) -> ClaimState: ...
     def mark_mail_sent(self, event_id: str, recipient: str) -> None: ...
     def release_mail(self, event_id: str, recipient: str) -> None: ...
@@ -145,12 +151,20 @@ class Mailer:
         self._lease = lease_seconds
         self._templates = templates
 
-    def handle(self, event: DomainEvent) -> int:
-        """Sends this event's emails not sent yet; returns how many were sent now."""
+    def prefetch(self, events: Iterable[DomainEvent]) -> dict[ContextKey, MailContext | None]:
+        """The contexts of every email these events send, in one read of the table: for
+        ``handle`` to use instead of reading each event's job and application on its own."""
+        wanted = [(e.job_id, e.application_id) for e in events if RECIPIENTS.get(e.event_type)]
+        return self._store.mail_contexts(wanted) if wanted else {}
+
+    def handle(self, event: DomainEvent, contexts: Mapping[ContextKey, MailContext | None] | None = None) -> int:
+        """Sends this event's emails not sent yet; returns how many were sent now. Its context
+        comes from ``contexts`` (``prefetch``) when they hold it, else from a read of its own."""
         recipients = RECIPIENTS.get(event.event_type, ())
         if not recipients:
             return 0
-        ctx = self._store.mail_context(event.job_id, event.application_id)
+        key = (event.job_id, event.application_id)
+        ctx = contexts[key] if contexts is not None and key in contexts else self._store.mail_context(*key)
         if ctx is None:
             log.warning("event names a job or application that does not exist; no email", extra=_ids(event))
             self._metrics.count("EmailsSkipped")

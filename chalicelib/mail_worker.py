@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.booking import Metrics
 from chalicelib.events import DomainEvent, InvalidEvent
-from chalicelib.mail import Mailer
+from chalicelib.mail import ContextKey, MailContext, Mailer
 from chalicelib.observability import logger
 from chalicelib.worker import BatchFailed
 
@@ -31,6 +31,22 @@ def event_of_message(body: str) -> DomainEvent:
     return DomainEvent.from_detail(envelope.get("detail"))
 
 
+def _prefetch(event: dict[str, Any], mailer: Mailer) -> dict[ContextKey, MailContext | None]:
+    """Every context the batch's emails need, in one read; a record that is not an event is
+    left to fail on its own, and a read that fails leaves each record to read its own."""
+    events = []
+    for record in event.get("Records") or []:
+        try:
+            events.append(event_of_message(record.get("body") or ""))
+        except InvalidEvent:
+            continue
+    try:
+        return mailer.prefetch(events)
+    except Exception:
+        logger.warning("reading the batch's mail contexts failed; each email reads its own", exc_info=True)
+        return {}
+
+
 def handle_mail_batch(
     event: dict[str, Any],
     context: Any,
@@ -39,12 +55,14 @@ def handle_mail_batch(
     partial_responses: bool,
     metrics: Metrics | None = None,
 ) -> PartialItemFailureResponse:
+    contexts = _prefetch(event, mailer)
+
     def record_handler(record: SQSRecord) -> None:
         logger.append_keys(messageId=record.message_id)
         try:
             domain_event = event_of_message(record.body)
             logger.append_keys(eventId=domain_event.event_id, jobId=domain_event.job_id)
-            mailer.handle(domain_event)
+            mailer.handle(domain_event, contexts)
         except Exception:
             logger.exception("notification failed", extra={"receiveCount": record.attributes.approximate_receive_count})
             raise

@@ -15,11 +15,11 @@ Composed of one part per concern (see docs/architecture.md#data-model):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from chalicelib.domain import Application, Commit, Cursor, DeclineOutcome, Job, JobStatus, Page, Reason, Slot
 from chalicelib.dynamo import TRANSACTION_DEADLINE_SECONDS, Table
-from chalicelib.mail import ClaimState, MailContext
+from chalicelib.mail import ClaimState, ContextKey, MailContext
 from chalicelib.mail_store import MailRecords
 from chalicelib.store_postings import Postings
 from chalicelib.store_reads import Reads
@@ -126,6 +126,9 @@ class DynamoStore:
 
     def mail_context(self, job_id: str, application_id: str | None) -> MailContext | None:
         return self._mail.mail_context(job_id, application_id)
+
+    def mail_contexts(self, events: Iterable[ContextKey]) -> dict[ContextKey, MailContext | None]:
+        return self._mail.mail_contexts(events)
 
     def claim_mail(self, event_id: str, recipient: str, *, lease_seconds: int) -> ClaimState:
         return self._mail.claim_mail(event_id, recipient, lease_seconds=lease_seconds)

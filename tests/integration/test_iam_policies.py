@@ -360,6 +360,15 @@ def _exercise_stream_and_mail(rec: Recorder, client: Client, sqs: Any, outputs: 
         return None
 
     ses.meta.events.register("before-call.sesv2.SendEmail", fail_first_send)
+    batch_reads = [0]
+
+    def fail_first_batch_read(model: Any, **_: Any) -> Any:  # its emails then read their own items
+        batch_reads[0] += 1
+        if batch_reads[0] == 1:
+            return (type("R", (), {"status_code": 400, "headers": {}})(), {"Error": {"Code": "ValidationException"}})
+        return None
+
+    bootstrap.dynamodb_client().meta.events.register("before-call.dynamodb.BatchGetItem", fail_first_batch_read)
     url = outputs["NotificationsQueueUrl"]
     notices = []
     while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
@@ -368,7 +377,7 @@ def _exercise_stream_and_mail(rec: Recorder, client: Client, sqs: Any, outputs: 
         sqs.send_message(QueueUrl=url, MessageBody=body)
         sqs.send_message(QueueUrl=url, MessageBody=body)
     sent = _run_sqs_function(rec, client, sqs, url, MAIL_FUNCTION)
-    assert failures[0] == 1 and sent > 0
+    assert failures[0] == 1 and batch_reads[0] > 1 and sent > 0
 
 
 def _needs(rec: Recorder, stage: str, function: str) -> list[Need]:
@@ -443,8 +452,10 @@ def test_every_code_path_was_exercised(recorder: Recorder) -> None:
         "sqs.GetQueueUrl",
         "sqs.SendMessageBatch",
     }
-    # The mailer: the job and application read, its receipt claimed, marked, given back once.
+    # The mailer: a batch's jobs and applications read at once (or each email's, when that
+    # read failed), its receipt claimed, marked, given back once.
     assert recorder.operations(MAIL_FUNCTION) == {
+        "dynamodb.BatchGetItem",
         "dynamodb.GetItem",
         "dynamodb.PutItem",
         "dynamodb.UpdateItem",

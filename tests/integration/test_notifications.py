@@ -10,6 +10,7 @@ from chalicelib import bootstrap
 from chalicelib.events import SCHEMA_VERSION, DomainEvent
 from tests.conftest import user_id
 from tests.integration.conftest import Api, Aws, run_worker, sqs_event
+from tests.integration.test_booking import CallCounter
 from tests.integration.test_stream import FailAll
 from tools.local.stream import StreamPoller
 
@@ -105,6 +106,43 @@ def test_a_booking_emails_the_accepted_nanny_and_each_declined_one_once(
     assert job_id in accepted["body"] and apps[0] in accepted["body"]
     declined = next(e for e in emails if e["to"] == ["nanny1@example.com"])
     assert declined["subject"] == '"Friday evening" has been booked with someone else'
+
+
+def test_a_batch_of_emails_reads_its_jobs_and_applications_in_one_call(
+    api: Api, aws: Aws, stream: StreamPoller
+) -> None:
+    job_id, apps = _booked_job(api)
+    settle(api, aws, stream)
+    assert api.book("alice", job_id, apps[0]).status == 200
+    stream.drain()
+    run_worker(api._client, aws)
+    stream.drain()
+    delivered = notifications(aws)
+    assert len(delivered) == 5  # the job booked (no email), one accepted, three declined: one batch
+    calls = CallCounter()
+    bootstrap.dynamodb_client().meta.events.register("before-call.*.*", calls)
+
+    assert run_mailer(api, aws, delivered)["failed"] == 0
+
+    # One read of the job and the four applications, not two reads per email.
+    assert calls.calls["BatchGetItem"] == 1 and calls.calls["GetItem"] == 0
+    assert Counter(e["to"][0] for e in sent_emails(aws)[4:]) == Counter({f"nanny{i}@example.com": 1 for i in range(4)})
+
+
+def test_when_the_batch_read_fails_each_email_reads_its_own(api: Api, aws: Aws, stream: StreamPoller) -> None:
+    job_id, apps = _booked_job(api, 3)
+    settle(api, aws, stream)
+    assert api.book("alice", job_id, apps[0]).status == 200
+    stream.drain()
+    run_worker(api._client, aws)
+    stream.drain()
+    failing = FailAll({"BatchGetItem"})
+    bootstrap.dynamodb_client().meta.events.register("before-call.*.*", failing)
+
+    assert run_mailer(api, aws)["failed"] == 0
+
+    assert failing.seen["BatchGetItem"] >= 1
+    assert sorted(e["to"][0] for e in sent_emails(aws)[3:]) == [f"nanny{i}@example.com" for i in range(3)]
 
 
 def test_a_cancellation_emails_every_applicant(api: Api, aws: Aws, stream: StreamPoller) -> None:
